@@ -1,0 +1,69 @@
+"""JSON error responses: `{"error": <code>, "message": <text>}` with the right status.
+
+Registered on the app, not the blueprint, so routing 404s and 405s are covered too.
+Nothing from an exception (traceback, SQL, file path) reaches a response; it is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException
+
+from app.logs import LOGGER_NAME
+
+__all__ = ["RETRY_AFTER_SECONDS", "error_response", "register_error_handlers"]
+
+# Pool exhaustion and a dropped database are usually brief: invite one quick retry.
+RETRY_AFTER_SECONDS: int = 1
+
+_logger = logging.getLogger(f"{LOGGER_NAME}.errors")
+
+
+def error_response(status: int, error: str, message: str) -> Response:
+    """A JSON error body with `status`."""
+    response = jsonify(error=error, message=message)
+    response.status_code = status
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    response = error_response(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":  # keeps Allow on 405, WWW-Authenticate on 401, ...
+            response.headers[name] = value
+    return response
+
+
+def _database_unavailable(exc: Exception) -> Response:
+    _logger.error("database unavailable", exc_info=exc)
+    response = error_response(503, "database_unavailable", "The database is unavailable. Retry shortly.")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _database_error(exc: sa_exc.DBAPIError) -> Response:
+    # A plain DatabaseError (no more specific subclass) is SQLite's "file is not a database"
+    # or "disk image is malformed": the file is unusable, not the query wrong.
+    if exc.connection_invalidated or type(exc) is sa_exc.DatabaseError:
+        return _database_unavailable(exc)
+    return _unhandled(exc)
+
+
+def _unhandled(exc: Exception) -> Response:
+    _logger.error("unhandled exception", exc_info=exc)
+    return error_response(500, "internal_server_error", "The server hit an unexpected error.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error raised while serving a request with JSON."""
+    app.register_error_handler(HTTPException, _http_error)
+    # Can't connect, connection lost, pool exhausted: the database is unavailable, not the code broken.
+    app.register_error_handler(sa_exc.OperationalError, _database_unavailable)
+    app.register_error_handler(sa_exc.InterfaceError, _database_unavailable)
+    app.register_error_handler(sa_exc.TimeoutError, _database_unavailable)
+    app.register_error_handler(sa_exc.DBAPIError, _database_error)
+    app.register_error_handler(Exception, _unhandled)

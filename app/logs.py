@@ -1,0 +1,79 @@
+"""JSON-lines logging on stdout, the format CloudWatch Logs ingests and Logs Insights queries.
+
+Every line carries the current invocation's request id and cold-start flag, so the
+lines of one invocation can be found together. Structured fields are passed as
+`extra={"fields": {...}}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+__all__ = ["LOGGER_NAME", "JsonFormatter", "current_invocation", "configure_logging"]
+
+LOGGER_NAME: str = "app"
+
+
+class _CurrentInvocation:
+    """What every log line says about the invocation being served (one at a time per process)."""
+
+    __slots__ = ("cold_start", "request_id")
+
+    def __init__(self) -> None:
+        self.request_id: str | None = None
+        self.cold_start: bool | None = None
+
+
+current_invocation = _CurrentInvocation()
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON object on one line (tracebacks included, escaped)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": current_invocation.request_id,
+            "cold_start": current_invocation.cold_start,
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler bound to whatever `sys.stdout` is at emit time (test capture swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(level: str) -> logging.Logger:
+    """Send the package's logs to stdout as JSON lines, once, and return the package logger.
+
+    The logger does not propagate: the Lambda runtime puts its own text handler on the
+    root logger, and each line should reach CloudWatch once, as JSON.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(level)
+    logger.propagate = False
+    if not any(isinstance(handler, _StdoutHandler) for handler in logger.handlers):
+        handler = _StdoutHandler()
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    return logger

@@ -1,0 +1,35 @@
+"""AWS Lambda entry point (serverless.yml: `handler: handler.handler`).
+
+Glue only: the app, its engine and pool are built once per container, at import, and
+reused by every warm invocation. HTTP events go through Flask via serverless-wsgi.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import serverless_wsgi
+from sqlalchemy import Engine
+
+from app import create_app
+from app.db import ENGINE_KEY
+from app.invocation import InvocationRecorder
+from app.types import LambdaContext, LambdaResponse
+
+app = create_app()
+engine: Engine = app.extensions[ENGINE_KEY]
+invocations = InvocationRecorder(engine)
+
+
+def handler(event: Any, context: LambdaContext) -> LambdaResponse:
+    """Serve one invocation; non-HTTP events are answered without reaching the app."""
+    with invocations.record(event, context) as invocation:
+        if invocation.response is None:
+            invocation.response = serverless_wsgi.handle_request(app, event, context)
+    assert invocation.response is not None
+    return invocation.response
+
+
+if __name__ == "__main__":
+    # Local development only: Lambda imports this module and never runs this block.
+    app.run(host="127.0.0.1", port=5000, debug=True)

@@ -1,0 +1,154 @@
+"""Lambda event builders (keyword-only, small defaults) and loaders for captured samples.
+
+Builders default to Host `example.com`: serverless-wsgi treats hosts containing
+"amazonaws.com" specially (it prefixes the stage), which dedicated tests cover.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_EVENTS_DIR = ROOT / "events"  # HTTP samples, shared with `serverless invoke local`
+OTHER_EVENTS_DIR = Path(__file__).resolve().parent / "events"  # non-HTTP events
+
+Event = dict[str, Any]
+
+
+@cache
+def _read(path: Path) -> Event:
+    result: Event = json.loads(path.read_text(encoding="utf-8"))
+    return result
+
+
+def load_event(name: str) -> Event:
+    """A deep copy of a captured event: `events/<name>.json` or `tests/events/<name>.json`."""
+    path = SAMPLE_EVENTS_DIR / f"{name}.json"
+    if not path.exists():
+        path = OTHER_EVENTS_DIR / f"{name}.json"
+    return copy.deepcopy(_read(path))
+
+
+def make_v1_event(
+    *,
+    method: str = "GET",
+    path: str = "/users",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    body: str | None = None,
+    multi_value: bool = False,
+    stage: str = "dev",
+    host: str = "example.com",
+) -> Event:
+    """An API Gateway REST API proxy event (payload 1.0)."""
+    all_headers = {"Host": host, "Accept": "*/*", "User-Agent": "pytest", **(headers or {})}
+    event: Event = {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "queryStringParameters": query,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "requestId": "rest-request-id",
+            "identity": {"sourceIp": "203.0.113.10", "userAgent": "pytest"},
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+    if multi_value:
+        event["multiValueHeaders"] = {name: [value] for name, value in all_headers.items()}
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    return event
+
+
+def make_v2_event(
+    *,
+    method: str = "GET",
+    path: str = "/users",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    body: str | None = None,
+    stage: str = "$default",
+    host: str = "example.com",
+) -> Event:
+    """An API Gateway HTTP API event (payload 2.0). `path` is the raw path, stage prefix included."""
+    event: Event = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "headers": {"host": host, "accept": "*/*", "user-agent": "pytest", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api-id",
+            "domainName": host,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10"},
+            "requestId": "http-request-id",
+            "routeKey": "$default",
+            "stage": stage,
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+def make_function_url_event(
+    *,
+    method: str = "GET",
+    path: str = "/users",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> Event:
+    """A Lambda function URL event: payload 2.0 on a *.lambda-url.<region>.on.aws host."""
+    host = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
+    return make_v2_event(method=method, path=path, headers=headers, query=query, host=host)
+
+
+def make_alb_event(
+    *,
+    method: str = "GET",
+    path: str = "/users",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    multi_value: bool = False,
+) -> Event:
+    """An ALB target event: a v1-like event with `requestContext.elb` and no `version`."""
+    all_headers = {"host": "example.com", "accept": "*/*", "user-agent": "pytest", **(headers or {})}
+    event: Event = {
+        "requestContext": {
+            "elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/1"}
+        },
+        "httpMethod": method,
+        "path": path,
+        "body": "",
+        "isBase64Encoded": False,
+    }
+    if multi_value:
+        event["multiValueHeaders"] = {name: [value] for name, value in all_headers.items()}
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()}
+    else:
+        event["headers"] = all_headers
+        event["queryStringParameters"] = query or {}
+    return event
+
+
+def response_headers(response: dict[str, Any]) -> dict[str, str]:
+    """Headers of a proxy response, lower-cased, whichever of `headers`/`multiValueHeaders` it used."""
+    if "multiValueHeaders" in response:
+        return {name.lower(): ", ".join(values) for name, values in response["multiValueHeaders"].items()}
+    return {name.lower(): value for name, value in response["headers"].items()}

@@ -1,0 +1,344 @@
+"""`handler.handler` driven with Lambda events, as the Lambda runtime calls it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from flask import Flask, request
+
+from app.config import Settings
+from tests.conftest import FakeContext, LambdaHandler, MakeUsersDb, count_connects, log_lines, point_handler_at
+from tests.events import (
+    load_event,
+    make_alb_event,
+    make_function_url_event,
+    make_v1_event,
+    make_v2_event,
+    response_headers,
+)
+
+SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
+
+EVENT_BUILDERS = [
+    pytest.param(make_v1_event, id="apigw-v1"),
+    pytest.param(lambda **kw: make_v1_event(multi_value=True, **kw), id="apigw-v1-multi-value"),
+    pytest.param(make_v2_event, id="apigw-v2"),
+    pytest.param(make_alb_event, id="alb"),
+    pytest.param(lambda **kw: make_alb_event(multi_value=True, **kw), id="alb-multi-value"),
+    pytest.param(make_function_url_event, id="function-url"),
+]
+
+
+@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+def test_handler_serves_users_for_every_event_shape(
+    make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    response = lambda_handler(make_event(), context)
+
+    assert response["statusCode"] == 200
+    assert response["body"] == SEED_NAMES
+    assert response["isBase64Encoded"] is False
+    assert response_headers(response)["content-type"] == "text/plain; charset=utf-8"
+    assert response_headers(response)["content-length"] == str(len(SEED_NAMES))
+
+
+def test_handler_answers_rest_v1_sample_whole(lambda_handler: LambdaHandler, context: FakeContext) -> None:
+    response = lambda_handler(load_event("rest-v1"), context)
+
+    assert response == {
+        "statusCode": 200,
+        "multiValueHeaders": {"Content-Type": ["text/plain; charset=utf-8"], "Content-Length": ["24"]},
+        "body": SEED_NAMES,
+        "isBase64Encoded": False,
+    }
+
+
+def test_handler_answers_http_api_sample_whole(lambda_handler: LambdaHandler, context: FakeContext) -> None:
+    response = lambda_handler(load_event("http-api-v2"), context)
+
+    assert response == {
+        "statusCode": 200,
+        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24"},
+        "body": SEED_NAMES,
+        "isBase64Encoded": False,
+    }
+
+
+def test_handler_answers_alb_samples_with_status_description(
+    lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    single = lambda_handler(load_event("alb"), context)
+    multi = lambda_handler(load_event("alb-multi-value"), context)
+
+    assert single == {
+        "statusCode": 200,
+        "statusDescription": "200 OK",
+        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24"},
+        "body": SEED_NAMES,
+        "isBase64Encoded": False,
+    }
+    assert multi["multiValueHeaders"] == {"Content-Type": ["text/plain; charset=utf-8"], "Content-Length": ["24"]}
+    assert multi["statusDescription"] == "200 OK"
+
+
+def test_handler_answers_function_url_sample(lambda_handler: LambdaHandler, context: FakeContext) -> None:
+    response = lambda_handler(load_event("function-url"), context)
+
+    assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
+
+
+@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+def test_handler_head_has_headers_and_no_body(
+    make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    response = lambda_handler(make_event(method="HEAD"), context)
+
+    assert response["statusCode"] == 200
+    assert "body" not in response
+    assert response_headers(response)["content-length"] == str(len(SEED_NAMES))
+
+
+@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+def test_handler_unknown_path_is_json_404(
+    make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    response = lambda_handler(make_event(path="/nope"), context)
+
+    assert response["statusCode"] == 404
+    assert response_headers(response)["content-type"] == "application/json"
+    assert json.loads(response["body"])["error"] == "not_found"
+
+
+@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+def test_handler_wrong_method_is_json_405_with_allow(
+    make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    response = lambda_handler(make_event(method="DELETE"), context)
+
+    assert response["statusCode"] == 405
+    headers = response_headers(response)
+    assert headers["content-type"] == "application/json"
+    assert sorted(headers["allow"].split(", ")) == ["GET", "HEAD", "OPTIONS"]
+    assert json.loads(response["body"]) == {
+        "error": "method_not_allowed",
+        "message": "The method is not allowed for the requested URL.",
+    }
+
+
+@pytest.fixture
+def url_echo_app(app: Flask) -> Flask:
+    """The app plus a route echoing the URL it was reached at (script root + path)."""
+    app.add_url_rule("/whereami", "whereami", lambda: request.script_root + "|" + request.path)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        pytest.param(
+            make_v1_event(path="/whereami", host="a1.execute-api.us-east-1.amazonaws.com", stage="dev"),
+            "/dev|/whereami",
+            id="rest-execute-api-stage",
+        ),
+        pytest.param(make_v1_event(path="/whereami", host="api.example.com"), "|/whereami", id="rest-custom-domain"),
+        pytest.param(
+            make_v2_event(path="/whereami", host="a1.execute-api.us-east-1.amazonaws.com"),
+            "|/whereami",
+            id="http-api-default-stage",
+        ),
+        pytest.param(
+            make_v2_event(path="/prod/whereami", host="a1.execute-api.us-east-1.amazonaws.com", stage="prod"),
+            "/prod|/whereami",
+            id="http-api-named-stage",
+        ),
+        pytest.param(
+            make_alb_event(path="/whereami", headers={"host": "lb-1.us-east-1.elb.amazonaws.com"}),
+            "|/whereami",
+            id="alb-amazonaws-host",
+        ),
+        pytest.param(make_function_url_event(path="/whereami"), "|/whereami", id="function-url"),
+    ],
+)
+def test_handler_routes_under_stage_paths(
+    event: dict[str, Any],
+    expected: str,
+    url_echo_app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    handler_module: ModuleType,
+    context: FakeContext,
+) -> None:
+    handler = point_handler_at(monkeypatch, handler_module, url_echo_app)
+
+    response = handler(event, context)
+
+    assert (response["statusCode"], response["body"]) == (200, expected)
+
+
+def test_handler_strips_custom_domain_base_path(
+    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, context: FakeContext
+) -> None:
+    handler = point_handler_at(monkeypatch, handler_module, url_echo_app)
+    monkeypatch.setenv("API_GATEWAY_BASE_PATH", "api")
+
+    response = handler(make_v1_event(path="/api/whereami", host="api.example.com"), context)
+
+    assert (response["statusCode"], response["body"]) == (200, "/api|/whereami")
+
+
+def test_handler_strip_stage_path_serves_execute_api_at_root(
+    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, context: FakeContext
+) -> None:
+    handler = point_handler_at(monkeypatch, handler_module, url_echo_app)
+    monkeypatch.setenv("STRIP_STAGE_PATH", "true")
+
+    response = handler(make_v1_event(path="/whereami", host="a1.execute-api.us-east-1.amazonaws.com"), context)
+
+    assert (response["statusCode"], response["body"]) == (200, "|/whereami")
+
+
+@pytest.mark.parametrize("name", ["warmup-plugin", "scheduled"])
+def test_handler_warmup_event_returns_empty_without_touching_db(
+    name: str, lambda_handler: LambdaHandler, handler_module: ModuleType, context: FakeContext
+) -> None:
+    connects = count_connects(handler_module.engine)
+
+    response = lambda_handler(load_event(name), context)
+
+    assert response == {}
+    assert connects.count == 0
+    assert handler_module.engine.pool.checkedin() == 0
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param({}, id="empty"),
+        pytest.param(load_event("sqs"), id="sqs"),
+        pytest.param(load_event("s3"), id="s3"),
+        pytest.param(["not", "an", "object"], id="list"),
+        pytest.param("GET /users", id="string"),
+        pytest.param(None, id="null"),
+        pytest.param({"httpMethod": "GET", "path": "/users"}, id="v1-without-headers"),
+        pytest.param({"version": "2.0", "rawPath": "/users", "headers": {}}, id="v2-without-request-context"),
+        pytest.param({"requestPath": "/users", "method": "GET", "headers": {}}, id="lambda-integration"),
+    ],
+)
+def test_handler_answers_non_http_event_with_logged_400(
+    event: Any, lambda_handler: LambdaHandler, context: FakeContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = lambda_handler(event, context)
+
+    assert response["statusCode"] == 400
+    assert response["headers"] == {"Content-Type": "application/json"}
+    assert json.loads(response["body"])["error"] == "unsupported_event"
+    errors = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "ERROR"]
+    assert [line["message"] for line in errors] == ["unsupported event"]
+    assert errors[0]["request_id"] == context.aws_request_id
+
+
+def test_handler_answers_adapter_failure_with_json_500(
+    lambda_handler: LambdaHandler, context: FakeContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Claims base64 but is not: serverless-wsgi raises while decoding, before the app runs.
+    event = make_v1_event(method="POST", body="%%% not base64 %%%")
+    event["isBase64Encoded"] = True
+
+    response = lambda_handler(event, context)
+
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"])["error"] == "internal_server_error"
+    assert "Traceback" not in response["body"]
+    failure = next(line for line in log_lines(capsys.readouterr().out) if line["message"] == "invocation failed")
+    assert "Traceback" in failure["exception"]
+
+
+def test_handler_logs_one_json_line_per_invocation(
+    lambda_handler: LambdaHandler, context: FakeContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+
+    lambda_handler(make_v1_event(), context)
+    lambda_handler(make_v2_event(method="POST"), FakeContext(aws_request_id="second"))
+
+    lines = log_lines(capsys.readouterr().out)
+    assert len(lines) == 2
+    first, second = lines
+    assert {key: first[key] for key in ("request_id", "cold_start", "source", "method", "path", "status")} == {
+        "request_id": context.aws_request_id,
+        "cold_start": True,
+        "source": "apigw-rest",
+        "method": "GET",
+        "path": "/users",
+        "status": 200,
+    }
+    assert first["pool_size"] == 5
+    assert first["pool_checked_out"] == 0
+    assert first["pool_overflow"] == 0
+    assert isinstance(first["duration_ms"], float)
+    assert first["duration_ms"] > 0
+    assert (second["request_id"], second["cold_start"], second["status"]) == ("second", False, 405)
+
+
+def test_handler_reuses_one_pooled_connection_across_warm_invocations(
+    lambda_handler: LambdaHandler, handler_module: ModuleType, context: FakeContext
+) -> None:
+    connects = count_connects(handler_module.engine)
+
+    for _ in range(25):
+        response = lambda_handler(make_v2_event(), context)
+        assert response["statusCode"] == 200
+        assert handler_module.engine.pool.checkedout() == 0
+
+    assert connects.count == 1
+
+
+def test_handler_returns_connection_to_pool_when_query_fails(
+    make_users_db: MakeUsersDb,
+    sqlite_settings: Callable[[Path], Settings],
+    make_app: Callable[[Settings], Flask],
+    monkeypatch: pytest.MonkeyPatch,
+    handler_module: ModuleType,
+    context: FakeContext,
+) -> None:
+    db_path = make_users_db(["Zed"])
+    application = make_app(sqlite_settings(db_path))
+    handler = point_handler_at(monkeypatch, handler_module, application)
+    connects = count_connects(handler_module.engine)
+    assert handler(make_v1_event(), context)["body"] == "Zed"
+
+    with sqlite3.connect(db_path) as connection:
+        connection.execute("ALTER TABLE users RENAME TO people")
+    connection.close()
+
+    for _ in range(3):
+        response = handler(make_v1_event(), context)
+        assert response["statusCode"] == 503
+        assert handler_module.engine.pool.checkedout() == 0
+
+    assert connects.count == 1
+
+
+def test_handler_is_not_in_debug_mode(handler_module: ModuleType) -> None:
+    assert handler_module.app.debug is False
+    assert handler_module.app.testing is False
+
+
+def test_handler_module_engine_is_the_apps_pooled_engine(handler_module: ModuleType) -> None:
+    pool = handler_module.engine.pool
+
+    assert handler_module.app.extensions["engine"] is handler_module.engine
+    assert (pool.size(), pool._max_overflow) == (5, 10)
+
+
+def test_handler_serves_bundled_copy_read_only(handler_module: ModuleType) -> None:
+    url = handler_module.engine.url
+
+    assert url.query == {"mode": "ro", "uri": "true"}
+    assert url.database is not None
+    assert url.database.endswith("/users.db")

@@ -1,0 +1,143 @@
+"""Copying the bundled database to /tmp: only when needed, atomically, never writing the bundle."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
+from app.sqlite_bundle import BundleMissingError, ensure_local_copy
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    """A copy of the real bundle in its own 'code directory'."""
+    code_dir = tmp_path / "var-task" / "data"
+    code_dir.mkdir(parents=True)
+    path = code_dir / "users.db"
+    shutil.copyfile(DEFAULT_BUNDLED_DB_PATH, path)
+    return path
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size, p.read_bytes()) for p in sorted(directory.iterdir())}
+
+
+def test_bundle_copied_when_missing(bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "tmp" / "users.db"
+
+    assert ensure_local_copy(bundle, target) is True
+    assert target.read_bytes() == bundle.read_bytes()
+
+
+def test_bundle_not_copied_again_when_identical(bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "users.db"
+    ensure_local_copy(bundle, target)
+    inode = target.stat().st_ino
+
+    assert ensure_local_copy(bundle, target) is False
+    assert target.stat().st_ino == inode
+
+
+def test_bundle_replaces_stale_copy_of_same_size(bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "users.db"
+    stale = bytearray(bundle.read_bytes())
+    stale[-1] ^= 0xFF  # same size, different content: an older bundle
+    target.write_bytes(bytes(stale))
+
+    assert ensure_local_copy(bundle, target) is True
+    assert target.read_bytes() == bundle.read_bytes()
+
+
+def test_bundle_directory_never_written(bundle: Path, tmp_path: Path) -> None:
+    before = _snapshot(bundle.parent)
+
+    ensure_local_copy(bundle, tmp_path / "a" / "users.db")
+    ensure_local_copy(bundle, tmp_path / "a" / "users.db")
+
+    assert _snapshot(bundle.parent) == before
+
+
+def test_bundle_copy_leaves_no_temp_files(bundle: Path, tmp_path: Path) -> None:
+    target_dir = tmp_path / "tmp"
+
+    ensure_local_copy(bundle, target_dir / "users.db")
+
+    assert sorted(p.name for p in target_dir.iterdir()) == ["users.db"]
+
+
+def test_bundle_failed_copy_cleans_up_and_keeps_old(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "users.db"
+    target.write_bytes(b"old copy")
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", disk_full)
+
+    with pytest.raises(OSError, match="No space left"):
+        ensure_local_copy(bundle, target)
+    assert target.read_bytes() == b"old copy"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["users.db"]
+
+
+def test_bundle_missing_fails_with_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        BundleMissingError, match=r"bundled database not found at .*nowhere\.db; build it with `make db`"
+    ):
+        ensure_local_copy(tmp_path / "nowhere.db", tmp_path / "users.db")
+
+
+def test_create_app_fails_cold_start_when_bundle_missing(
+    settings: Settings, make_app: Callable[[Settings], Flask], tmp_path: Path
+) -> None:
+    with pytest.raises(BundleMissingError):
+        make_app(replace(settings, bundled_db_path=tmp_path / "missing.db"))
+
+
+def _copy_in_process(args: tuple[str, str, multiprocessing.synchronize.Barrier]) -> bool:
+    bundle, target, barrier = args
+    barrier.wait()
+    return ensure_local_copy(Path(bundle), Path(target))
+
+
+def _copy_worker(
+    bundle: str, target: str, barrier: multiprocessing.synchronize.Barrier, results: multiprocessing.Queue[object]
+) -> None:
+    try:
+        results.put(_copy_in_process((bundle, target, barrier)))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(exc)
+
+
+def test_bundle_concurrent_cold_starts_share_tmp_safely(tmp_path: Path) -> None:
+    # A bigger bundle widens the window in which the copies overlap.
+    bundle = tmp_path / "big.db"
+    bundle.write_bytes(os.urandom(8 * 1024 * 1024))
+    target = tmp_path / "tmp" / "users.db"
+    context = multiprocessing.get_context("spawn")
+    workers = 6
+    barrier = context.Barrier(workers)
+    results: multiprocessing.Queue[object] = context.Queue()
+    processes = [
+        context.Process(target=_copy_worker, args=(str(bundle), str(target), barrier, results)) for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+
+    assert all(isinstance(outcome, bool) for outcome in outcomes), outcomes
+    assert any(outcomes)
+    assert target.read_bytes() == bundle.read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["users.db"]

@@ -1,0 +1,148 @@
+"""GET /users through the Flask test client, and the JSON errors around it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from app.config import Settings
+from app.db import ENGINE_KEY, sqlite_read_only_url
+from tests.conftest import MakeUsersDb, count_connects, log_lines
+
+
+def test_users_returns_seed_names_as_plain_text(client: FlaskClient) -> None:
+    response = client.get("/users")
+
+    assert response.status_code == 200
+    assert response.content_type == "text/plain; charset=utf-8"
+    assert response.get_data(as_text=True) == "Alice,Bob,Carol,Dave,Eve"
+
+
+def test_users_keeps_insertion_order_and_utf8(
+    make_users_db: MakeUsersDb, sqlite_settings: Callable[[Path], Settings], make_app: Callable[[Settings], Flask]
+) -> None:
+    names = ["Zoë", "Ålvaro", "李雷", "Bob", "Émile 🚀"]
+    client = make_app(sqlite_settings(make_users_db(names))).test_client()
+
+    response = client.get("/users")
+
+    assert response.data == ",".join(names).encode("utf-8")
+
+
+def test_users_empty_table_is_empty_body(
+    make_users_db: MakeUsersDb, sqlite_settings: Callable[[Path], Settings], make_app: Callable[[Settings], Flask]
+) -> None:
+    client = make_app(sqlite_settings(make_users_db([]))).test_client()
+
+    response = client.get("/users")
+
+    assert (response.status_code, response.data) == (200, b"")
+
+
+def test_users_trailing_slash_is_404(client: FlaskClient) -> None:
+    assert client.get("/users/").status_code == 404
+
+
+def _assert_503(response: TestResponse) -> dict[str, str]:
+    assert response.status_code == 503
+    assert response.content_type == "application/json"
+    assert response.headers["Retry-After"] == "1"
+    body: dict[str, str] = json.loads(response.data)
+    assert body == {"error": "database_unavailable", "message": "The database is unavailable. Retry shortly."}
+    return body
+
+
+def test_users_missing_database_file_is_503_without_details(
+    settings: Settings, make_app: Callable[[Settings], Flask], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "secret-dir" / "missing.db"
+    url = sqlite_read_only_url(missing).render_as_string()
+    client = make_app(replace(settings, database_url=url)).test_client()
+
+    response = client.get("/users")
+
+    _assert_503(response)
+    assert b"secret-dir" not in response.data
+    logged = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "ERROR"]
+    assert logged[0]["message"] == "database unavailable"
+    assert "unable to open database file" in logged[0]["exception"]
+
+
+def test_users_corrupt_database_file_is_503(
+    settings: Settings, make_app: Callable[[Settings], Flask], tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a SQLite database, just bytes" * 100)
+    client = make_app(replace(settings, database_url=f"sqlite:///{garbage}")).test_client()
+
+    _assert_503(client.get("/users"))
+
+
+def test_users_pool_timeout_is_503_and_leaks_nothing(
+    make_users_db: MakeUsersDb, sqlite_settings: Callable[[Path], Settings], make_app: Callable[[Settings], Flask]
+) -> None:
+    tight = replace(sqlite_settings(make_users_db(["Ann"])), pool_size=1, max_overflow=0, pool_timeout=0.05)
+    application = make_app(tight)
+    engine = application.extensions[ENGINE_KEY]
+    client = application.test_client()
+
+    with engine.connect():  # another request holds the only connection
+        _assert_503(client.get("/users"))
+        assert engine.pool.checkedout() == 1
+
+    assert engine.pool.checkedout() == 0
+    assert client.get("/users").data == b"Ann"
+
+
+def test_users_unexpected_error_is_generic_500(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(_: object) -> list[str]:
+        raise RuntimeError("SELECT password FROM /var/task/secret")
+
+    monkeypatch.setattr("app.users.fetch_user_names", broken)
+
+    response = client.get("/users")
+
+    assert response.status_code == 500
+    assert response.content_type == "application/json"
+    assert json.loads(response.data) == {
+        "error": "internal_server_error",
+        "message": "The server hit an unexpected error.",
+    }
+    assert b"secret" not in response.data
+    logged = log_lines(capsys.readouterr().out)
+    assert any("SELECT password" in line.get("exception", "") for line in logged)
+
+
+def test_users_concurrent_requests_share_the_pool(
+    make_users_db: MakeUsersDb, sqlite_settings: Callable[[Path], Settings], make_app: Callable[[Settings], Flask]
+) -> None:
+    # The local dev server is threaded; the pool must hand each thread its own connection.
+    application = make_app(sqlite_settings(make_users_db(["Ann", "Ben"])))
+    engine = application.extensions[ENGINE_KEY]
+    connects = count_connects(engine)
+    bodies: list[bytes] = []
+
+    def fetch() -> None:
+        client = application.test_client()
+        for _ in range(20):
+            bodies.append(client.get("/users").data)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert bodies == [b"Ann,Ben"] * 80
+    assert 1 <= connects.count <= 4
+    assert engine.pool.checkedout() == 0
