@@ -4,7 +4,7 @@ On any host containing "amazonaws.com" it sets SCRIPT_NAME to "/<stage>", which 
 for REST APIs only. HTTP APIs (payload 2.0) serve the `$default` stage at the root (so
 "/$default" would leak into every URL the app builds) and keep a named stage in `rawPath`
 (so routing would see "/dev/users" and answer 404); ALB hosts (*.elb.amazonaws.com) have
-no stage at all and get "/".
+no stage at all and get "/". An empty path (serverless-offline's REST root) becomes "/".
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ class StagePathMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("SCRIPT_NAME") in _ROOT_SCRIPT_NAMES:
             environ["SCRIPT_NAME"] = ""
+        if not environ.get("PATH_INFO"):
+            # serverless-offline sends path "" for a REST API's root, where API Gateway sends "/";
+            # Werkzeug would answer "" with a redirect to an absolute https:// URL.
+            environ["PATH_INFO"] = "/"
         event: Any = environ.get("serverless.event")
         if event is not None and event.get("version") == "2.0":
             _strip_named_stage(environ, event)

@@ -342,3 +342,20 @@ def test_handler_serves_bundled_copy_read_only(handler_module: ModuleType) -> No
     assert url.query == {"mode": "ro", "uri": "true"}
     assert url.database is not None
     assert url.database.endswith("/users.db")
+
+
+def test_handler_rest_root_with_empty_path_is_404_not_redirect(
+    lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    # serverless-offline sends path "" for GET /dev; Werkzeug would redirect it to https://host/.
+    response = lambda_handler(load_event("offline-rest-v1-root"), context)
+
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"])["error"] == "not_found"
+
+
+def test_handler_serves_serverless_offline_v2_event(lambda_handler: LambdaHandler, context: FakeContext) -> None:
+    response = lambda_handler(load_event("offline-http-api-v2-post"), context)
+
+    assert response["statusCode"] == 404
+    assert response_headers(response)["content-type"] == "application/json"
