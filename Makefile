@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_VERSION := 25.3
 
-.PHONY: run test check lint typecheck pytest db db-check clean
+.PHONY: run test check lint typecheck pytest node-deps db db-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,20 @@ lint: $(VENV)/.dev-deps
 typecheck: $(VENV)/.dev-deps
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev-deps
+pytest: $(VENV)/.dev-deps node-deps
 	$(BIN)/python -m pytest
+
+# The Serverless CLI (osls + plugins) for the invoke-local/offline/package tests. Without npm
+# those tests skip, saying why.
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory node_modules/.package-lock.json; \
+	else \
+		echo "npm not found: the Serverless CLI tests will be skipped"; \
+	fi
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 
 # Rebuild data/users.db from data/schema.sql + data/users.csv (commit the result).
 db: | $(BIN)/python
@@ -47,4 +59,4 @@ db-check: | $(BIN)/python
 	$(BIN)/python scripts/build_db.py --check
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) node_modules .serverless .pytest_cache .mypy_cache .ruff_cache .coverage

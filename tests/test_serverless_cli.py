@@ -1,0 +1,303 @@
+"""The Serverless Framework CLI (osls) flows: `invoke local`, `offline` and `package`.
+
+These run the real CLI from node_modules (installed by `make test` when npm is present) with
+dummy AWS credentials and the EC2 metadata probe disabled: nothing here may reach AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.config import Settings
+from tests.events import SAMPLE_EVENTS_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+OSLS = ROOT / "node_modules" / ".bin" / "osls"
+SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
+CLI_TIMEOUT_SECONDS = 180
+
+needs_cli = pytest.mark.skipif(
+    shutil.which("node") is None or not OSLS.exists(),
+    reason="Serverless CLI not installed: needs node and npm (`make test` runs `npm ci` when npm is on PATH)",
+)
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for the CLI: this venv's python first, dummy AWS credentials, no metadata probe."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "DB_", "SLS_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        {
+            "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
+            "VIRTUAL_ENV": str(Path(venv_bin).parent),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "SQLITE_COPY_PATH": str(tmp_path / "lambda-tmp" / "users.db"),
+        }
+    )
+    if "AWS_CA_BUNDLE" in os.environ:
+        env["AWS_CA_BUNDLE"] = os.environ["AWS_CA_BUNDLE"]
+    return env
+
+
+def parse_invoke_output(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Split `invoke local` output into the handler's JSON log lines and the response.
+
+    osls prints the handler's output, then the response as indented JSON; blank lines fall
+    wherever its pipe reads split, so the response starts at the last line that is just "{".
+    """
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    logs = [json.loads(line) for line in lines[:start] if line.startswith("{")]
+    return logs, json.loads("\n".join(lines[start:]))
+
+
+def test_serverless_yml_environment_mirrors_settings() -> None:
+    config = yaml.safe_load((ROOT / "serverless.yml").read_text(encoding="utf-8"))
+    environment: dict[str, str] = config["provider"]["environment"]
+    pattern = re.compile(r"^\$\{env:(?P<name>[A-Z_]+), '(?P<default>[^']*)'\}$")
+
+    defaults = {}
+    for name, value in environment.items():
+        match = pattern.match(value)
+        assert match, f"{name}: {value!r} is not ${{env:{name}, '<default>'}}"
+        assert match["name"] == name
+        defaults[name] = match["default"]
+
+    assert Settings.from_env(defaults) == Settings.from_env({})
+    settings_source = (ROOT / "app" / "config.py").read_text(encoding="utf-8")
+    assert sorted(defaults) == sorted(set(re.findall(r'reader\.\w+\(\s*"([A-Z_]+)"', settings_source)))
+
+
+@needs_cli
+@pytest.mark.parametrize("sample", sorted(path.stem for path in SAMPLE_EVENTS_DIR.glob("*.json")))
+def test_invoke_local_serves_sample_event(sample: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(OSLS), "invoke", "local", "--function", "api", "--path", f"events/{sample}.json"],
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    logs, response = parse_invoke_output(result.stdout)
+    assert response["statusCode"] == 200
+    assert response["body"] == SEED_NAMES
+    invocation = next(line for line in logs if line["message"] == "invocation")
+    assert (invocation["cold_start"], invocation["status"], invocation["path"]) == (True, 200, "/users")
+
+
+@needs_cli
+def test_invoke_local_without_event_answers_400(tmp_path: Path) -> None:
+    # No --path: osls passes {} (it would read stdin if it were not closed).
+    result = subprocess.run(
+        [str(OSLS), "invoke", "local", "--function", "api"],
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, response = parse_invoke_output(result.stdout)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"] == "unsupported_event"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def http_request(url: str, method: str = "GET") -> HttpResult:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return HttpResult(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as error:
+        return HttpResult(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+@dataclass
+class Offline:
+    base_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            start = line.find('{"time"')
+            if start != -1:
+                lines.append(json.loads(line[start:]))
+        return lines
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offline]:
+    if shutil.which("node") is None or not OSLS.exists():
+        pytest.skip("Serverless CLI not installed: needs node and npm (`make test` runs `npm ci` when npm is on PATH)")
+    tmp_path = tmp_path_factory.mktemp("offline")
+    http_port, lambda_port = free_port(), free_port()
+    log_path = tmp_path / "offline.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                str(OSLS),
+                "offline",
+                "--host",
+                "127.0.0.1",
+                "--httpPort",
+                str(http_port),
+                "--lambdaPort",
+                str(lambda_port),
+            ],
+            cwd=ROOT,
+            env=cli_env(tmp_path),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops the python workers too
+        )
+    try:
+        deadline = time.monotonic() + CLI_TIMEOUT_SECONDS
+        while "Server ready:" not in log_path.read_text(encoding="utf-8", errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("serverless offline did not start:\n" + log_path.read_text(errors="replace"))
+            time.sleep(0.1)
+        yield Offline(f"http://127.0.0.1:{http_port}", log_path, process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+@needs_cli
+def test_offline_serves_rest_and_http_api_routes_from_one_warm_process(offline: Offline) -> None:
+    rest = http_request(offline.base_url + "/dev/users")
+    http_api = http_request(offline.base_url + "/users")
+    not_found = http_request(offline.base_url + "/dev/nope")
+    http_api_not_found = http_request(offline.base_url + "/nope")
+    wrong_method = http_request(offline.base_url + "/dev/users", method="DELETE")
+    http_api_wrong_method = http_request(offline.base_url + "/users", method="POST")
+    head = http_request(offline.base_url + "/users", method="HEAD")
+
+    for ok in (rest, http_api):
+        assert (ok.status, ok.body) == (200, SEED_NAMES.encode())
+        assert ok.headers["content-type"] == "text/plain; charset=utf-8"
+    for missing in (not_found, http_api_not_found):
+        assert missing.status == 404
+        assert missing.headers["content-type"].startswith("application/json")  # offline adds a charset
+        assert json.loads(missing.body)["error"] == "not_found"
+    for refused in (wrong_method, http_api_wrong_method):
+        assert refused.status == 405
+        assert sorted(refused.headers["allow"].split(", ")) == ["GET", "HEAD", "OPTIONS"]
+        assert json.loads(refused.body)["error"] == "method_not_allowed"
+    assert (head.status, head.body) == (200, b"")
+
+    logs = offline.log_lines()
+    invocations = [line for line in logs if line["message"] == "invocation"]
+    assert [(line["method"], line["status"]) for line in invocations] == [
+        ("GET", 200),
+        ("GET", 200),
+        ("GET", 404),
+        ("GET", 404),
+        ("DELETE", 405),
+        ("POST", 405),
+        ("HEAD", 200),
+    ]
+    assert [line["source"] for line in invocations[:2]] == ["apigw-rest", "apigw-http"]
+    # One python process served them all: one init, one cold start, then warm invocations.
+    assert [line["message"] for line in logs].count("app initialised") == 1
+    assert [line["cold_start"] for line in invocations] == [True] + [False] * 6
+
+
+@needs_cli
+def test_package_ships_only_handler_app_database_and_dependencies(tmp_path: Path) -> None:
+    out_dir = tmp_path / "artifact"
+    result = subprocess.run(
+        [str(OSLS), "package", "--package", str(out_dir)],
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    with zipfile.ZipFile(out_dir / "users-api.zip") as artifact:
+        names = set(artifact.namelist())
+        artifact.extractall(tmp_path / "unzipped")
+
+    ours = {name for name in names if name.split("/")[0] in {"handler.py", "app", "data"}}
+    assert ours == {"handler.py", "data/users.db"} | {f"app/{path.name}" for path in (ROOT / "app").glob("*.py")}
+    for dependency in ("flask/__init__.py", "sqlalchemy/__init__.py", "werkzeug/__init__.py", "serverless_wsgi.py"):
+        assert dependency in names
+    forbidden = ("tests/", "events/", ".venv/", "node_modules/", "scripts/", ".git/", "bench/")
+    assert not [name for name in names if name.startswith(forbidden) or "__pycache__" in name]
+    assert not {"README.md", "Makefile", "package.json", "pyproject.toml", "serverless.yml"} & names
+
+    # The unzipped artifact alone (no venv, no repo) must import and serve like Lambda would.
+    probe = "\n".join(
+        [
+            "import json, sys",
+            "sys.path.insert(0, sys.argv[1])",
+            "import handler",
+            "class Context: aws_request_id = 'package-probe'",
+            "print(json.dumps(handler.handler(json.load(open(sys.argv[2])), Context())))",
+        ]
+    )
+    served = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(tmp_path / "unzipped"), str(SAMPLE_EVENTS_DIR / "http-api-v2.json")],
+        cwd=tmp_path,
+        env={"SQLITE_COPY_PATH": str(tmp_path / "copy" / "users.db"), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert served.returncode == 0, served.stderr
+    response = json.loads(served.stdout.splitlines()[-1])
+    assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
