@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_VERSION := 25.3
 
-.PHONY: run test check lint typecheck pytest db db-check bench-pagination clean
+.PHONY: run test check lint typecheck pytest db db-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,7 @@ db-check: | $(BIN)/python
 	$(BIN)/python scripts/build_db.py --check
 
 # Page latency and peak RSS of GET /users at 1k, 100k and 1M users (~10 s; prints a table).
+.PHONY: bench-pagination
 bench-pagination: $(VENV)/.runtime-deps
 	$(BIN)/python bench/pagination.py
 
