@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from app.config import Settings
+from app.config import SETTINGS_KEY, Settings
 from app.db import ENGINE_KEY, create_db_engine, database_url, safe_url
 from app.errors import register_error_handlers
 from app.logs import LOGGER_NAME, configure_logging
@@ -21,7 +21,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the app and its engine. Without `settings`, they are read from the environment.
 
     With no DATABASE_URL, the bundled SQLite file is copied to /tmp first (the code
-    directory is read-only on Lambda). The engine is stored in `app.extensions["engine"]`.
+    directory is read-only on Lambda). The engine is stored in `app.extensions["engine"]`,
+    the settings in `app.extensions["settings"]`.
     """
     if settings is None:
         settings = Settings.from_env()
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.extensions[ENGINE_KEY] = engine
+    app.extensions[SETTINGS_KEY] = settings
     app.register_blueprint(users_bp)
     register_error_handlers(app)
     app.wsgi_app = StagePathMiddleware(app.wsgi_app)  # type: ignore[method-assign]

@@ -16,7 +16,10 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["DEFAULT_BUNDLED_DB_PATH", "Settings", "SettingsError"]
+__all__ = ["DEFAULT_BUNDLED_DB_PATH", "SETTINGS_KEY", "Settings", "SettingsError"]
+
+# Key of the app's Settings in `Flask.extensions`.
+SETTINGS_KEY: str = "settings"
 
 DEFAULT_BUNDLED_DB_PATH: Path = Path(__file__).resolve().parent.parent / "data" / "users.db"
 DEFAULT_SQLITE_COPY_NAME: str = "users.db"
@@ -51,6 +54,8 @@ class Settings:
     # Read by serverless-wsgi itself on every request; validated here so a typo fails the init.
     strip_stage_path: bool = False
     api_gateway_base_path: str | None = None
+    # Largest `limit` GET /users accepts. Pages are also cut by size (app/response_limits.py).
+    max_page_limit: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +74,7 @@ class Settings:
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             strip_stage_path=bool(reader.boolean("STRIP_STAGE_PATH", False)),
             api_gateway_base_path=reader.base_path("API_GATEWAY_BASE_PATH"),
+            max_page_limit=reader.integer("MAX_PAGE_LIMIT", 10_000, minimum=1),
         )
 
 

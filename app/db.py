@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, TextClause, create_engine, text
+from sqlalchemy import Connection, Engine, Row, TextClause, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import Pool, QueuePool
 
@@ -16,7 +17,7 @@ __all__ = [
     "ENGINE_KEY",
     "create_db_engine",
     "database_url",
-    "fetch_user_names",
+    "fetch_users_after",
     "pool_figures",
     "safe_url",
     "sqlite_read_only_url",
@@ -25,10 +26,17 @@ __all__ = [
 # Key of the engine in `Flask.extensions`.
 ENGINE_KEY: str = "engine"
 
-# SQLite orders by rowid (our `id INTEGER PRIMARY KEY` is that rowid, and any users table
-# has one); other databases need the `id` primary key the README's schema gives them.
-_SELECT_NAMES_SQLITE: TextClause = text("SELECT name FROM users ORDER BY rowid")
-_SELECT_NAMES: TextClause = text("SELECT name FROM users ORDER BY id")
+# Users are listed, and paged, in key order. SQLite's key is the rowid (our `id INTEGER
+# PRIMARY KEY` is that rowid, and any users table has one); other databases need the `id`
+# primary key the README's schema gives them. Keyset queries only: an index seek to `:after`,
+# then `:count` rows, whatever the table size. Statements are fixed; input is bound, never
+# spliced in. Keyed by (is SQLite, has `after`).
+_SELECT_USERS: dict[tuple[bool, bool], TextClause] = {
+    (True, False): text("SELECT rowid, name FROM users ORDER BY rowid LIMIT :count"),
+    (True, True): text("SELECT rowid, name FROM users WHERE rowid > :after ORDER BY rowid LIMIT :count"),
+    (False, False): text("SELECT id, name FROM users ORDER BY id LIMIT :count"),
+    (False, True): text("SELECT id, name FROM users WHERE id > :after ORDER BY id LIMIT :count"),
+}
 
 
 def sqlite_read_only_url(path: Path) -> URL:
@@ -64,11 +72,11 @@ def create_db_engine(settings: Settings) -> Engine:
     )
 
 
-def fetch_user_names(engine: Engine) -> list[str]:
-    """Every user's name, in primary-key order. The connection goes back to the pool on any outcome."""
-    statement = _SELECT_NAMES_SQLITE if engine.dialect.name == "sqlite" else _SELECT_NAMES
-    with engine.connect() as conn:
-        return list(conn.execute(statement).scalars())
+def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequence[Row[Any]]:
+    """Up to `count` (key, name) rows in key order, after key `after` (None: from the first)."""
+    statement = _SELECT_USERS[conn.dialect.name == "sqlite", after is not None]
+    parameters = {"count": count} if after is None else {"after": after, "count": count}
+    return conn.execute(statement, parameters).all()
 
 
 def pool_figures(pool: Pool) -> dict[str, Any]:

@@ -14,12 +14,22 @@ from werkzeug.exceptions import HTTPException
 
 from app.logs import LOGGER_NAME
 
-__all__ = ["RETRY_AFTER_SECONDS", "error_response", "register_error_handlers"]
+__all__ = ["RETRY_AFTER_SECONDS", "ApiError", "error_response", "register_error_handlers"]
 
 # Pool exhaustion and a dropped database are usually brief: invite one quick retry.
 RETRY_AFTER_SECONDS: int = 1
 
 _logger = logging.getLogger(f"{LOGGER_NAME}.errors")
+
+
+class ApiError(Exception):
+    """Raised by a view that cannot answer as asked; sent as the JSON error `error`/`message` with `status`."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
 
 
 def error_response(status: int, error: str, message: str) -> Response:
@@ -36,6 +46,12 @@ def _http_error(exc: HTTPException) -> Response:
         if name.lower() != "content-type":  # keeps Allow on 405, WWW-Authenticate on 401, ...
             response.headers[name] = value
     return response
+
+
+def _api_error(exc: ApiError) -> Response:
+    if exc.status >= 500:
+        _logger.error(exc.error, extra={"fields": {"detail": exc.message}})
+    return error_response(exc.status, exc.error, exc.message)
 
 
 def _database_unavailable(exc: Exception) -> Response:
@@ -61,6 +77,7 @@ def _unhandled(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     """Answer every error raised while serving a request with JSON."""
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ApiError, _api_error)
     # Can't connect, connection lost, pool exhausted: the database is unavailable, not the code broken.
     app.register_error_handler(sa_exc.OperationalError, _database_unavailable)
     app.register_error_handler(sa_exc.InterfaceError, _database_unavailable)

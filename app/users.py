@@ -1,18 +1,69 @@
-"""The users blueprint: GET /users."""
+"""The users blueprint: GET /users, paged by cursor, as text or JSON."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from functools import partial
+from typing import Any
 
-from app.db import ENGINE_KEY, fetch_user_names
+from flask import Blueprint, Response, current_app, request, url_for
+
+from app.config import SETTINGS_KEY
+from app.cursor import encode_cursor
+from app.db import ENGINE_KEY, fetch_users_after
+from app.errors import ApiError
+from app.name_formats import JSON, TEXT, NameFormat
+from app.pagination import PageQuery, collect_page, parse_page_query
+from app.response_limits import body_budget
 
 __all__ = ["bp"]
 
 bp = Blueprint("users", __name__)
 
+# What `Accept` chooses between; on a tie (`*/*`) the first, the seed's text.
+_OFFERED: dict[str, NameFormat] = {TEXT.mimetype: TEXT, JSON.mimetype: JSON}
+_ANYTHING: frozenset[str] = frozenset({"", "*/*"})
+_NOT_ACCEPTABLE_MESSAGE: str = "GET /users sends text/plain or application/json; the Accept header allows neither."
+
 
 @bp.get("/users")
 def list_users() -> Response:
-    """Every user's name, comma-joined, as UTF-8 plain text."""
-    names = fetch_user_names(current_app.extensions[ENGINE_KEY])
-    return Response(",".join(names), mimetype="text/plain")
+    """Names in key order: all that fit in one response, or one page of them with a `next` link."""
+    query = parse_page_query(request.args, current_app.extensions[SETTINGS_KEY].max_page_limit)
+    name_format = query.format or _negotiate()
+    with current_app.extensions[ENGINE_KEY].connect() as conn:
+        page = collect_page(
+            partial(fetch_users_after, conn),
+            after=query.after,
+            limit=query.limit,
+            name_format=name_format,
+            budget=body_budget(request.environ),
+        )
+    next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
+    response = Response(name_format.body(page.pieces, next_cursor), mimetype=name_format.mimetype)
+    response.headers["Vary"] = "Accept"
+    if next_cursor is not None:
+        response.headers["Link"] = f'<{_next_url(query, next_cursor)}>; rel="next"'
+    return response
+
+
+def _negotiate() -> NameFormat:
+    # Most clients send no Accept or "*/*": answer those without parsing (they mean text).
+    if request.environ.get("HTTP_ACCEPT", "") in _ANYTHING:
+        return TEXT
+    accept = request.accept_mimetypes
+    if not accept:  # nothing werkzeug could parse: treated as no Accept header
+        return TEXT
+    best = accept.best_match(_OFFERED)
+    if best is None:
+        raise ApiError(406, "not_acceptable", _NOT_ACCEPTABLE_MESSAGE)
+    return _OFFERED[best]
+
+
+def _next_url(query: PageQuery, next_cursor: str) -> str:
+    """This request's URL, from the root the client used (stage, base path), at the next page."""
+    parameters: dict[str, Any] = {"after": next_cursor}
+    if query.limit is not None:
+        parameters["limit"] = query.limit
+    if query.format is not None:
+        parameters["format"] = query.format.name
+    return url_for("users.list_users", **parameters)

@@ -121,6 +121,21 @@ def point_handler_at(monkeypatch: pytest.MonkeyPatch, module: ModuleType, applic
 
 
 @pytest.fixture
+def serve_db(
+    make_app: Callable[[Settings], Flask],
+    sqlite_settings: Callable[[Path], Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    handler_module: ModuleType,
+) -> Callable[..., LambdaHandler]:
+    """Factory: `handler.handler` serving the SQLite file `path`, with Settings fields overridden."""
+
+    def serve(path: Path, **overrides: Any) -> LambdaHandler:
+        return point_handler_at(monkeypatch, handler_module, make_app(replace(sqlite_settings(path), **overrides)))
+
+    return serve
+
+
+@pytest.fixture
 def lambda_handler(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, app: Flask) -> LambdaHandler:
     """`handler.handler` on a fresh container: the `app` fixture, cold-start flag set."""
     return point_handler_at(monkeypatch, handler_module, app)

@@ -19,6 +19,7 @@ def test_settings_defaults_from_empty_environment(tmp_path: Path) -> None:
     assert (settings.pool_timeout, settings.pool_recycle, settings.pool_pre_ping) == (10.0, 300, None)
     assert settings.log_level == "INFO"
     assert (settings.strip_stage_path, settings.api_gateway_base_path) == (False, None)
+    assert settings.max_page_limit == 10_000
 
 
 def test_settings_reads_every_variable() -> None:
@@ -35,6 +36,7 @@ def test_settings_reads_every_variable() -> None:
             "LOG_LEVEL": "debug",
             "STRIP_STAGE_PATH": "yes",
             "API_GATEWAY_BASE_PATH": "api",
+            "MAX_PAGE_LIMIT": "500",
         }
     )
 
@@ -50,6 +52,7 @@ def test_settings_reads_every_variable() -> None:
         log_level="DEBUG",
         strip_stage_path=True,
         api_gateway_base_path="api",
+        max_page_limit=500,
     )
 
 
@@ -71,6 +74,8 @@ def test_settings_empty_values_count_as_unset() -> None:
         ("DB_POOL_TIMEOUT", "inf", "DB_POOL_TIMEOUT must be a number of seconds > 0, got 'inf'"),
         ("DB_POOL_PRE_PING", "ture", "DB_POOL_PRE_PING must be one of 0, 1, false, no, off, on, true, yes; got 'ture'"),
         ("STRIP_STAGE_PATH", "y", "STRIP_STAGE_PATH must be one of 0, 1, false, no, off, on, true, yes; got 'y'"),
+        ("MAX_PAGE_LIMIT", "0", "MAX_PAGE_LIMIT must be an integer >= 1, got '0'"),
+        ("MAX_PAGE_LIMIT", "lots", "MAX_PAGE_LIMIT must be an integer >= 1, got 'lots'"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of CRITICAL, DEBUG, ERROR, INFO, WARNING; got 'verbose'"),
         (
             "API_GATEWAY_BASE_PATH",

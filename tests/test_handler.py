@@ -53,7 +53,11 @@ def test_handler_answers_rest_v1_sample_whole(lambda_handler: LambdaHandler, con
 
     assert response == {
         "statusCode": 200,
-        "multiValueHeaders": {"Content-Type": ["text/plain; charset=utf-8"], "Content-Length": ["24"]},
+        "multiValueHeaders": {
+            "Content-Type": ["text/plain; charset=utf-8"],
+            "Content-Length": ["24"],
+            "Vary": ["Accept"],
+        },
         "body": SEED_NAMES,
         "isBase64Encoded": False,
     }
@@ -64,7 +68,7 @@ def test_handler_answers_http_api_sample_whole(lambda_handler: LambdaHandler, co
 
     assert response == {
         "statusCode": 200,
-        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24"},
+        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24", "Vary": "Accept"},
         "body": SEED_NAMES,
         "isBase64Encoded": False,
     }
@@ -79,11 +83,15 @@ def test_handler_answers_alb_samples_with_status_description(
     assert single == {
         "statusCode": 200,
         "statusDescription": "200 OK",
-        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24"},
+        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24", "Vary": "Accept"},
         "body": SEED_NAMES,
         "isBase64Encoded": False,
     }
-    assert multi["multiValueHeaders"] == {"Content-Type": ["text/plain; charset=utf-8"], "Content-Length": ["24"]}
+    assert multi["multiValueHeaders"] == {
+        "Content-Type": ["text/plain; charset=utf-8"],
+        "Content-Length": ["24"],
+        "Vary": ["Accept"],
+    }
     assert multi["statusDescription"] == "200 OK"
 
 

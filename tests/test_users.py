@@ -105,10 +105,10 @@ def test_users_pool_timeout_is_503_and_leaks_nothing(
 def test_users_unexpected_error_is_generic_500(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken(_: object) -> list[str]:
+    def broken(*_: object) -> list[str]:
         raise RuntimeError("SELECT password FROM /var/task/secret")
 
-    monkeypatch.setattr("app.users.fetch_user_names", broken)
+    monkeypatch.setattr("app.users.fetch_users_after", broken)
 
     response = client.get("/users")
 
@@ -146,3 +146,71 @@ def test_users_concurrent_requests_share_the_pool(
     assert bodies == [b"Ann,Ben"] * 80
     assert 1 <= connects.count <= 4
     assert engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        pytest.param(None, "text/plain; charset=utf-8", id="none"),
+        pytest.param("*/*", "text/plain; charset=utf-8", id="any"),
+        pytest.param("text/*", "text/plain; charset=utf-8", id="any-text"),
+        pytest.param("text/html, */*;q=0.1", "text/plain; charset=utf-8", id="browser"),
+        pytest.param("application/json;q=0, */*", "text/plain; charset=utf-8", id="anything-but-json"),
+        pytest.param("application/json;q=0.5, text/plain", "text/plain; charset=utf-8", id="text-preferred"),
+        pytest.param("application/json", "application/json", id="json"),
+        pytest.param("application/*", "application/json", id="any-application"),
+        pytest.param("text/plain;q=0.5, application/json", "application/json", id="json-preferred"),
+    ],
+)
+def test_users_accept_header_chooses_the_format(accept: str | None, content_type: str, client: FlaskClient) -> None:
+    response = client.get("/users", headers={"Accept": accept} if accept else {})
+
+    assert response.status_code == 200
+    assert response.content_type == content_type
+    assert response.headers["Vary"] == "Accept"
+
+
+def test_users_json_format_lists_names_and_null_next(client: FlaskClient) -> None:
+    response = client.get("/users?format=json")
+
+    assert response.content_type == "application/json"
+    assert json.loads(response.data) == {"users": ["Alice", "Bob", "Carol", "Dave", "Eve"], "next": None}
+    assert "Link" not in response.headers
+
+
+def test_users_page_links_keep_limit_and_format(client: FlaskClient) -> None:
+    first = client.get("/users?format=json&limit=2")
+    second = client.get(first.headers["Link"][1 : first.headers["Link"].index(">")])
+    third = client.get(second.headers["Link"][1 : second.headers["Link"].index(">")])
+
+    assert [json.loads(page.data)["users"] for page in (first, second, third)] == [
+        ["Alice", "Bob"],
+        ["Carol", "Dave"],
+        ["Eve"],
+    ]
+    cursor = json.loads(first.data)["next"]
+    assert first.headers["Link"] == f'</users?after={cursor}&limit=2&format=json>; rel="next"'
+    assert "Link" not in third.headers
+    assert json.loads(third.data)["next"] is None
+
+
+def test_users_text_quotes_only_names_that_need_it(
+    make_users_db: MakeUsersDb, sqlite_settings: Callable[[Path], Settings], make_app: Callable[[Settings], Flask]
+) -> None:
+    names = ["plain", "a,b", 'say "hi"', "two\nlines", "", "Zoë"]
+    client = make_app(sqlite_settings(make_users_db(names))).test_client()
+
+    response = client.get("/users")
+
+    assert response.get_data(as_text=True) == 'plain,"a,b","say ""hi""","two\nlines","",Zoë'
+
+
+def test_users_max_page_limit_is_configurable(
+    make_users_db: MakeUsersDb, sqlite_settings: Callable[[Path], Settings], make_app: Callable[[Settings], Flask]
+) -> None:
+    client = make_app(replace(sqlite_settings(make_users_db(["Ann", "Ben"])), max_page_limit=1)).test_client()
+
+    assert client.get("/users?limit=1").data == b"Ann"
+    response = client.get("/users?limit=2")
+    assert response.status_code == 400
+    assert json.loads(response.data)["message"] == "limit must be a whole number from 1 to 1."

@@ -1,0 +1,36 @@
+"""Large generated users tables, built inside SQLite in one statement (1M rows in about a second)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests.names import TRICKY_NAMES
+
+# Every TRICKY_EVERY-th user gets a tricky name; prime, so they fall all over pages and chunks.
+TRICKY_EVERY = 997
+
+
+def build_users_db(path: Path, count: int) -> list[str]:
+    """Write `count` users, "user<id>" or a tricky name, with ids 1..count; return the names in id order."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        connection.execute("CREATE TEMP TABLE tricky (i INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        connection.executemany("INSERT INTO tricky (i, name) VALUES (?, ?)", enumerate(TRICKY_NAMES))
+        connection.execute(
+            """
+            WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :count)
+            INSERT INTO users (id, name)
+            SELECT i, CASE
+                WHEN i % :every = 0 THEN (SELECT name FROM tricky WHERE tricky.i = (seq.i / :every) % :tricky)
+                ELSE 'user' || i
+            END
+            FROM seq
+            """,
+            {"count": count, "every": TRICKY_EVERY, "tricky": len(TRICKY_NAMES)},
+        )
+        connection.commit()
+        return [name for (name,) in connection.execute("SELECT name FROM users ORDER BY id")]
+    finally:
+        connection.close()
