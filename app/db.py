@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Engine, TextClause, create_engine, text
 from sqlalchemy.engine import URL, make_url
@@ -17,6 +17,7 @@ __all__ = [
     "create_db_engine",
     "database_url",
     "fetch_user_names",
+    "password_forms",
     "pool_figures",
     "safe_url",
     "sqlite_read_only_url",
@@ -46,6 +47,20 @@ def database_url(settings: Settings) -> URL:
 def safe_url(url: URL) -> str:
     """The URL as text with any password masked, for logs."""
     return url.render_as_string(hide_password=True)
+
+
+def password_forms(url: URL) -> list[str]:
+    """The password of `url` as it may appear in text: raw, as SQLAlchemy renders it, percent-encoded."""
+    if not url.password:
+        return []
+    password = str(url.password)
+    rendered = URL.create("x", username="u", password=password, host="h").render_as_string(hide_password=False)
+    return [
+        password,
+        rendered.removeprefix("x://u:").removesuffix("@h"),
+        quote(password, safe=""),
+        quote_plus(password),
+    ]
 
 
 def create_db_engine(settings: Settings) -> Engine:

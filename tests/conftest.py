@@ -20,6 +20,7 @@ from app import create_app
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
 from app.db import ENGINE_KEY
 from app.invocation import InvocationRecorder
+from app.logs import forget_redactions
 
 MakeUsersDb = Callable[..., Path]
 LambdaHandler = Callable[[Any, Any], dict[str, Any]]
@@ -43,6 +44,13 @@ def _no_adapter_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # serverless-wsgi reads these from os.environ on every request; a developer's shell must not leak in.
     monkeypatch.delenv("STRIP_STAGE_PATH", raising=False)
     monkeypatch.delenv("API_GATEWAY_BASE_PATH", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _forget_redactions() -> Iterator[None]:
+    # Secrets registered by one test must not mask another test's log lines.
+    yield
+    forget_redactions()
 
 
 @pytest.fixture
