@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Engine, TextClause, create_engine, text
@@ -12,9 +12,13 @@ from sqlalchemy.pool import Pool, QueuePool
 
 from app.config import Settings
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 __all__ = [
     "ENGINE_KEY",
     "create_db_engine",
+    "current_engine",
     "database_url",
     "fetch_user_names",
     "password_forms",
@@ -63,9 +67,19 @@ def password_forms(url: URL) -> list[str]:
     ]
 
 
-def create_db_engine(settings: Settings) -> Engine:
-    """Create the process-wide engine; it connects lazily, on the first request."""
-    url = database_url(settings)
+def current_engine(app: Flask) -> Engine | None:
+    """The engine `app` serves from now; None while a configured S3 snapshot is not loaded yet.
+
+    A refreshed snapshot replaces it (app/snapshot_database.py), so read it per use.
+    """
+    engine: Engine | None = app.extensions.get(ENGINE_KEY)
+    return engine
+
+
+def create_db_engine(settings: Settings, url: URL | None = None) -> Engine:
+    """Create the process-wide engine on `url` (default: `database_url(settings)`); it connects lazily."""
+    if url is None:
+        url = database_url(settings)
     is_sqlite = url.get_backend_name() == "sqlite"
     pre_ping = settings.pool_pre_ping if settings.pool_pre_ping is not None else not is_sqlite
     return create_engine(

@@ -119,11 +119,12 @@ def handler_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleT
 
 
 def point_handler_at(monkeypatch: pytest.MonkeyPatch, module: ModuleType, application: Flask) -> LambdaHandler:
-    """Make `module.handler` serve `application`, as if the container had been started with it."""
-    engine = application.extensions[ENGINE_KEY]
+    """Make `module.handler` serve `application`, as if the container had been started with it.
+
+    `module.engine` follows: handler.py looks it up on the app at each access.
+    """
     monkeypatch.setattr(module, "app", application)
-    monkeypatch.setattr(module, "engine", engine)
-    monkeypatch.setattr(module, "invocations", InvocationRecorder(engine))
+    monkeypatch.setattr(module, "invocations", InvocationRecorder(application))
     handler: LambdaHandler = module.handler
     return handler
 
