@@ -11,9 +11,10 @@ from flask import Flask
 from sqlalchemy.engine import URL, make_url
 
 from app.config import Settings
-from app.db import ENGINE_KEY, create_db_engine, safe_url, sqlite_read_only_url
+from app.database_secret import fetch_database_url
+from app.db import ENGINE_KEY, create_db_engine, password_forms, safe_url, sqlite_read_only_url
 from app.errors import register_error_handlers
-from app.logs import LOGGER_NAME, configure_logging
+from app.logs import LOGGER_NAME, configure_logging, redact
 from app.snapshot_database import SnapshotDatabase
 from app.sqlite_bundle import ensure_local_copy
 from app.stage_paths import StagePathMiddleware
@@ -26,10 +27,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     """Build the app and its engine. Without `settings`, they are read from the environment.
 
     The database, in order of the settings that choose it: a SQLite snapshot downloaded
-    from S3 (DB_SNAPSHOT_S3_URI), DATABASE_URL, else the bundled SQLite file copied to
-    /tmp (the code directory is read-only on Lambda). The engine is stored in
-    `app.extensions["engine"]`. `clock` is what the snapshot refresh measures time with
-    (tests pass a fake one).
+    from S3 (DB_SNAPSHOT_S3_URI), a URL read from Secrets Manager or Parameter Store,
+    DATABASE_URL, else the bundled SQLite file copied to /tmp (the code directory is
+    read-only on Lambda). The engine is stored in `app.extensions["engine"]`. `clock` is
+    what the snapshot refresh measures time with (tests pass a fake one).
     """
     if settings is None:
         settings = Settings.from_env()
@@ -61,7 +62,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
 def _database(settings: Settings) -> tuple[URL, str, bool | None]:
     """(URL, the setting that chose it, whether the bundle was copied) for a database that is not a snapshot."""
+    from_secret = fetch_database_url(settings)
+    if from_secret is not None:
+        url, source = from_secret
+        return url, source, None
     if settings.database_url is not None:
-        return make_url(settings.database_url), "DATABASE_URL", None
+        url = make_url(settings.database_url)
+        redact(*password_forms(url))
+        return url, "DATABASE_URL", None
     copied = ensure_local_copy(settings.bundled_db_path, settings.sqlite_copy_path)
     return sqlite_read_only_url(settings.sqlite_copy_path), "bundle", copied
