@@ -9,16 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 import serverless_wsgi
-from sqlalchemy import Engine
 
 from app import create_app
-from app.db import ENGINE_KEY
+from app.db import current_engine
 from app.invocation import InvocationRecorder
 from app.types import LambdaContext, LambdaResponse
 
 app = create_app()
-engine: Engine = app.extensions[ENGINE_KEY]
-invocations = InvocationRecorder(engine)
+invocations = InvocationRecorder(app)
+
+
+def __getattr__(name: str) -> Any:
+    # `handler.engine` is the app's current engine, looked up on access: a refreshed S3
+    # snapshot replaces it (app/snapshot_database.py), so a module global would go stale.
+    if name == "engine":
+        return current_engine(app)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def handler(event: Any, context: LambdaContext) -> LambdaResponse:

@@ -8,15 +8,16 @@ quietly. An empty value counts as unset (serverless.yml's `${env:X, ''}` gives o
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["DEFAULT_BUNDLED_DB_PATH", "SETTINGS_KEY", "Settings", "SettingsError"]
+__all__ = ["DEFAULT_BUNDLED_DB_PATH", "S3Location", "SETTINGS_KEY", "Settings", "SettingsError"]
 
 # Key of the app's Settings in `Flask.extensions`.
 SETTINGS_KEY: str = "settings"
@@ -27,9 +28,33 @@ LOG_LEVELS: frozenset[str] = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CR
 _TRUE_VALUES: frozenset[str] = frozenset({"1", "true", "yes", "on"})
 _FALSE_VALUES: frozenset[str] = frozenset({"0", "false", "no", "off"})
 
+# S3 bucket naming rules (general purpose buckets): 3-63 lowercase letters, digits, dots and
+# hyphens, starting and ending with a letter or digit. Keys are 1-1024 bytes.
+_S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)", re.DOTALL)
+_S3_KEY_MAX_BYTES: int = 1024
+# arn:<partition>:<service>:<region>:<12-digit account>:<resource>
+_SECRET_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:secretsmanager:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:secret:[A-Za-z0-9/_+=.@-]+"
+)
+_SSM_PARAMETER_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:ssm:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:parameter/[A-Za-z0-9/_.-]+")
+_SSM_PARAMETER_NAME = re.compile(r"/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
+_SSM_PARAMETER_MAX_LENGTH: int = 2048
+
 
 class SettingsError(ValueError):
     """Raised at cold start when an environment variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """An S3 object, parsed from `s3://bucket/key`."""
+
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
 
 
 @dataclass(frozen=True)
@@ -37,7 +62,8 @@ class Settings:
     """Runtime configuration. Field defaults are the documented defaults (README, Configuration)."""
 
     # None: serve the bundled SQLite database, copied to `sqlite_copy_path` at cold start.
-    database_url: str | None = None
+    # Not in repr: it may hold a password, and a repr ends up in tracebacks and test output.
+    database_url: str | None = field(default=None, repr=False)
     bundled_db_path: Path = DEFAULT_BUNDLED_DB_PATH
     sqlite_copy_path: Path = Path("/tmp") / DEFAULT_SQLITE_COPY_NAME
     pool_size: int = 5
@@ -56,13 +82,21 @@ class Settings:
     api_gateway_base_path: str | None = None
     # Largest `limit` GET /users accepts. Pages are also cut by size (app/response_limits.py).
     max_page_limit: int = 10_000
+    # Serve a SQLite snapshot downloaded from S3 at cold start instead of the bundled file.
+    db_snapshot_s3_uri: S3Location | None = None
+    # Seconds between checks for a newer snapshot on warm invocations; 0: never check.
+    db_snapshot_refresh_seconds: int = 0
+    # Read the database URL (or an RDS secret JSON) from Secrets Manager, or from a
+    # Parameter Store parameter, once per cold start.
+    database_secret_arn: str | None = None
+    database_url_ssm_parameter: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse settings from `environ` (default: `os.environ`); raise SettingsError on bad values."""
         env = os.environ if environ is None else environ
         reader = _Reader(env)
-        return cls(
+        settings = cls(
             database_url=reader.database_url("DATABASE_URL"),
             bundled_db_path=reader.path("BUNDLED_DB_PATH", DEFAULT_BUNDLED_DB_PATH),
             sqlite_copy_path=reader.path("SQLITE_COPY_PATH", Path(tempfile.gettempdir()) / DEFAULT_SQLITE_COPY_NAME),
@@ -75,7 +109,28 @@ class Settings:
             strip_stage_path=bool(reader.boolean("STRIP_STAGE_PATH", False)),
             api_gateway_base_path=reader.base_path("API_GATEWAY_BASE_PATH"),
             max_page_limit=reader.integer("MAX_PAGE_LIMIT", 10_000, minimum=1),
+            db_snapshot_s3_uri=reader.s3_location("DB_SNAPSHOT_S3_URI"),
+            db_snapshot_refresh_seconds=reader.integer("DB_SNAPSHOT_REFRESH_SECONDS", 0, minimum=0),
+            database_secret_arn=reader.pattern("DATABASE_SECRET_ARN", _SECRET_ARN, "a Secrets Manager secret ARN"),
+            database_url_ssm_parameter=reader.ssm_parameter("DATABASE_URL_SSM_PARAMETER"),
         )
+        _check_combinations(settings)
+        return settings
+
+
+def _check_combinations(settings: Settings) -> None:
+    """Reject settings that are each valid but contradict one another."""
+    sources = {
+        "DATABASE_URL": settings.database_url,
+        "DATABASE_SECRET_ARN": settings.database_secret_arn,
+        "DATABASE_URL_SSM_PARAMETER": settings.database_url_ssm_parameter,
+        "DB_SNAPSHOT_S3_URI": settings.db_snapshot_s3_uri,
+    }
+    chosen = [name for name, value in sources.items() if value is not None]
+    if len(chosen) > 1:
+        raise SettingsError(f"set only one of {', '.join(sources)}; got {' and '.join(chosen)}")
+    if settings.db_snapshot_refresh_seconds > 0 and settings.db_snapshot_s3_uri is None:
+        raise SettingsError("DB_SNAPSHOT_REFRESH_SECONDS needs DB_SNAPSHOT_S3_URI")
 
 
 class _Reader:
@@ -154,4 +209,34 @@ class _Reader:
         # serverless-wsgi prefixes the value with "/" itself: "/api" would become "//api".
         if raw.startswith("/") or raw.endswith("/"):
             raise SettingsError(f"{name} must be given without leading or trailing '/', e.g. 'api'; got {raw!r}")
+        return raw
+
+    def s3_location(self, name: str) -> S3Location | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        match = _S3_URI.fullmatch(raw)
+        if match is None or ".." in match["bucket"] or match["key"].endswith("/"):
+            raise SettingsError(f"{name} must be an S3 object URI like s3://bucket-name/path/users.db; got {raw!r}")
+        if len(match["key"].encode()) > _S3_KEY_MAX_BYTES:
+            raise SettingsError(f"{name} has a key longer than {_S3_KEY_MAX_BYTES} bytes")
+        return S3Location(bucket=match["bucket"], key=match["key"])
+
+    def pattern(self, name: str, pattern: re.Pattern[str], what: str) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        if pattern.fullmatch(raw) is None:
+            raise SettingsError(f"{name} must be {what}; got {raw!r}")
+        return raw
+
+    def ssm_parameter(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        pattern = _SSM_PARAMETER_ARN if raw.startswith("arn:") else _SSM_PARAMETER_NAME
+        if len(raw) > _SSM_PARAMETER_MAX_LENGTH or pattern.fullmatch(raw) is None:
+            raise SettingsError(
+                f"{name} must be a Parameter Store parameter name (e.g. /users-api/database-url) or ARN; got {raw!r}"
+            )
         return raw

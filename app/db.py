@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, Row, TextClause, create_engine, text
 from sqlalchemy.engine import URL, make_url
@@ -13,11 +13,16 @@ from sqlalchemy.pool import Pool, QueuePool
 
 from app.config import Settings
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 __all__ = [
     "ENGINE_KEY",
     "create_db_engine",
+    "current_engine",
     "database_url",
     "fetch_users_after",
+    "password_forms",
     "pool_figures",
     "safe_url",
     "sqlite_read_only_url",
@@ -56,9 +61,33 @@ def safe_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def create_db_engine(settings: Settings) -> Engine:
-    """Create the process-wide engine; it connects lazily, on the first request."""
-    url = database_url(settings)
+def password_forms(url: URL) -> list[str]:
+    """The password of `url` as it may appear in text: raw, as SQLAlchemy renders it, percent-encoded."""
+    if not url.password:
+        return []
+    password = str(url.password)
+    rendered = URL.create("x", username="u", password=password, host="h").render_as_string(hide_password=False)
+    return [
+        password,
+        rendered.removeprefix("x://u:").removesuffix("@h"),
+        quote(password, safe=""),
+        quote_plus(password),
+    ]
+
+
+def current_engine(app: Flask) -> Engine | None:
+    """The engine `app` serves from now; None while a configured S3 snapshot is not loaded yet.
+
+    A refreshed snapshot replaces it (app/snapshot_database.py), so read it per use.
+    """
+    engine: Engine | None = app.extensions.get(ENGINE_KEY)
+    return engine
+
+
+def create_db_engine(settings: Settings, url: URL | None = None) -> Engine:
+    """Create the process-wide engine on `url` (default: `database_url(settings)`); it connects lazily."""
+    if url is None:
+        url = database_url(settings)
     is_sqlite = url.get_backend_name() == "sqlite"
     pre_ping = settings.pool_pre_ping if settings.pool_pre_ping is not None else not is_sqlite
     return create_engine(

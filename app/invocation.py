@@ -13,9 +13,9 @@ import time
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Engine
+from flask import Flask
 
-from app.db import pool_figures
+from app.db import current_engine, pool_figures
 from app.lambda_events import (
     EventSource,
     classify_event,
@@ -32,10 +32,13 @@ _logger = logging.getLogger(f"{LOGGER_NAME}.invocation")
 
 
 class InvocationRecorder:
-    """Per-process invocation bookkeeping: the cold-start flag and the engine whose pool is reported."""
+    """Per-process invocation bookkeeping: the cold-start flag, and the app whose engine's pool is reported.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    The engine is looked up per invocation: a refreshed S3 snapshot replaces it.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
         self.cold_start = True
 
     def record(self, event: Any, context: LambdaContext | None) -> Invocation:
@@ -96,5 +99,7 @@ class Invocation:
             "status": (self.response or {}).get("statusCode"),
             "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
         }
-        fields.update(pool_figures(self._recorder.engine.pool))
+        engine = current_engine(self._recorder.app)
+        if engine is not None:  # None: an S3 snapshot that has not loaded yet
+            fields.update(pool_figures(engine.pool))
         _logger.info("invocation", extra={"fields": fields})

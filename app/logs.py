@@ -2,7 +2,8 @@
 
 Every line carries the current invocation's request id and cold-start flag, so the
 lines of one invocation can be found together. Structured fields are passed as
-`extra={"fields": {...}}`.
+`extra={"fields": {...}}`. Secrets registered with `redact` (a database password read
+from Secrets Manager, say) are masked in every line, whatever carried them there.
 """
 
 from __future__ import annotations
@@ -13,9 +14,33 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["LOGGER_NAME", "JsonFormatter", "current_invocation", "configure_logging"]
+__all__ = [
+    "LOGGER_NAME",
+    "REDACTED",
+    "JsonFormatter",
+    "configure_logging",
+    "current_invocation",
+    "forget_redactions",
+    "redact",
+]
 
 LOGGER_NAME: str = "app"
+REDACTED: str = "***"
+
+# JSON-escaped forms of the registered secrets, longest first (a secret may contain a shorter one).
+_redacted_forms: list[str] = []
+
+
+def redact(*secrets: str) -> None:
+    """Mask every occurrence of `secrets` in log lines from now on (empty strings are ignored)."""
+    forms = set(_redacted_forms)
+    forms.update(json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets if secret)
+    _redacted_forms[:] = sorted(forms, key=len, reverse=True)
+
+
+def forget_redactions() -> None:
+    """Forget every registered secret (tests; a process keeps its secrets for life)."""
+    _redacted_forms.clear()
 
 
 class _CurrentInvocation:
@@ -48,7 +73,13 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        # Masked in the finished line, so a secret is caught in the message, a field or a
+        # traceback alike. JSON escapes character by character, so the escaped secret is a
+        # substring of the escaped text that contains it.
+        for form in _redacted_forms:
+            line = line.replace(form, REDACTED)
+        return line
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

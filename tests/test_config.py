@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.config import DEFAULT_BUNDLED_DB_PATH, Settings, SettingsError
+from app.config import DEFAULT_BUNDLED_DB_PATH, S3Location, Settings, SettingsError
+
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:users-api/db-AbCdEf"
 
 
 def test_settings_defaults_from_empty_environment(tmp_path: Path) -> None:
@@ -20,6 +22,8 @@ def test_settings_defaults_from_empty_environment(tmp_path: Path) -> None:
     assert settings.log_level == "INFO"
     assert (settings.strip_stage_path, settings.api_gateway_base_path) == (False, None)
     assert settings.max_page_limit == 10_000
+    assert (settings.db_snapshot_s3_uri, settings.db_snapshot_refresh_seconds) == (None, 0)
+    assert (settings.database_secret_arn, settings.database_url_ssm_parameter) == (None, None)
 
 
 def test_settings_reads_every_variable() -> None:
@@ -77,6 +81,44 @@ def test_settings_empty_values_count_as_unset() -> None:
         ("MAX_PAGE_LIMIT", "0", "MAX_PAGE_LIMIT must be an integer >= 1, got '0'"),
         ("MAX_PAGE_LIMIT", "lots", "MAX_PAGE_LIMIT must be an integer >= 1, got 'lots'"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of CRITICAL, DEBUG, ERROR, INFO, WARNING; got 'verbose'"),
+        ("DB_SNAPSHOT_REFRESH_SECONDS", "-1", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '-1'"),
+        ("DB_SNAPSHOT_REFRESH_SECONDS", "5m", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '5m'"),
+        *[
+            (
+                "DB_SNAPSHOT_S3_URI",
+                uri,
+                f"DB_SNAPSHOT_S3_URI must be an S3 object URI like s3://bucket-name/path/users.db; got {uri!r}",
+            )
+            for uri in (
+                "https://bucket.s3.amazonaws.com/users.db",
+                "s3://bucket",
+                "s3://bucket/",
+                "s3://bucket/snapshots/",
+                "s3://Bucket/users.db",
+                "s3://my_bucket/users.db",
+                "s3://ab/users.db",
+                "s3://my..bucket/users.db",
+                "s3:/bucket/users.db",
+            )
+        ],
+        *[
+            ("DATABASE_SECRET_ARN", arn, f"DATABASE_SECRET_ARN must be a Secrets Manager secret ARN; got {arn!r}")
+            for arn in (
+                "users-api/db",
+                "arn:aws:secretsmanager:eu-west-1:1234:secret:db",
+                "arn:aws:ssm:eu-west-1:123456789012:secret:db",
+                "arn:aws:secretsmanager:eu-west-1:123456789012:db",
+            )
+        ],
+        *[
+            (
+                "DATABASE_URL_SSM_PARAMETER",
+                name,
+                "DATABASE_URL_SSM_PARAMETER must be a Parameter Store parameter name (e.g. /users-api/database-url) "
+                f"or ARN; got {name!r}",
+            )
+            for name in ("/users api/url", "/users-api//url", "arn:aws:ssm:eu-west-1:123456789012:param/x")
+        ],
         (
             "API_GATEWAY_BASE_PATH",
             "/api",
@@ -113,3 +155,81 @@ def test_settings_error_fails_cold_start_import(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "SettingsError: DB_POOL_SIZE must be an integer >= 1, got 'lots'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param(
+            {"DB_SNAPSHOT_S3_URI": "s3://users-api.snapshots/prod/2026 users.db", "DB_SNAPSHOT_REFRESH_SECONDS": "300"},
+            {
+                "db_snapshot_s3_uri": S3Location(bucket="users-api.snapshots", key="prod/2026 users.db"),
+                "db_snapshot_refresh_seconds": 300,
+            },
+            id="s3-snapshot",
+        ),
+        pytest.param({"DATABASE_SECRET_ARN": SECRET_ARN}, {"database_secret_arn": SECRET_ARN}, id="secret-arn"),
+        pytest.param(
+            {"DATABASE_SECRET_ARN": "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-x1"},
+            {"database_secret_arn": "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-x1"},
+            id="secret-arn-govcloud",
+        ),
+        pytest.param(
+            {"DATABASE_URL_SSM_PARAMETER": "/users-api/prod/database-url"},
+            {"database_url_ssm_parameter": "/users-api/prod/database-url"},
+            id="ssm-name",
+        ),
+        pytest.param(
+            {"DATABASE_URL_SSM_PARAMETER": "arn:aws:ssm:eu-west-1:123456789012:parameter/users-api/url"},
+            {"database_url_ssm_parameter": "arn:aws:ssm:eu-west-1:123456789012:parameter/users-api/url"},
+            id="ssm-arn",
+        ),
+    ],
+)
+def test_settings_reads_aws_variables(environ: dict[str, str], expected: dict[str, object]) -> None:
+    settings = Settings.from_env(environ)
+
+    assert {name: getattr(settings, name) for name in expected} == expected
+
+
+def test_settings_s3_location_renders_its_uri() -> None:
+    assert S3Location(bucket="b-1", key="a/b.db").uri == "s3://b-1/a/b.db"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        pytest.param(
+            {"DATABASE_URL": "sqlite:///x.db", "DATABASE_SECRET_ARN": SECRET_ARN},
+            "set only one of DATABASE_URL, DATABASE_SECRET_ARN, DATABASE_URL_SSM_PARAMETER, DB_SNAPSHOT_S3_URI; "
+            "got DATABASE_URL and DATABASE_SECRET_ARN",
+            id="url-and-secret",
+        ),
+        pytest.param(
+            {"DATABASE_URL_SSM_PARAMETER": "/a/b", "DB_SNAPSHOT_S3_URI": "s3://bucket/users.db"},
+            "set only one of DATABASE_URL, DATABASE_SECRET_ARN, DATABASE_URL_SSM_PARAMETER, DB_SNAPSHOT_S3_URI; "
+            "got DATABASE_URL_SSM_PARAMETER and DB_SNAPSHOT_S3_URI",
+            id="parameter-and-snapshot",
+        ),
+        pytest.param(
+            {"DB_SNAPSHOT_REFRESH_SECONDS": "60"},
+            "DB_SNAPSHOT_REFRESH_SECONDS needs DB_SNAPSHOT_S3_URI",
+            id="refresh-without-snapshot",
+        ),
+    ],
+)
+def test_settings_rejects_contradicting_variables(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ)
+
+    assert str(raised.value) == message
+
+
+def test_settings_refresh_zero_without_snapshot_is_accepted() -> None:
+    assert Settings.from_env({"DB_SNAPSHOT_REFRESH_SECONDS": "0"}).db_snapshot_refresh_seconds == 0
+
+
+def test_settings_repr_hides_database_url() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql+psycopg://app:s3cr3t@db/users"})
+
+    assert "s3cr3t" not in repr(settings)

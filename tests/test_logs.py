@@ -8,8 +8,8 @@ import logging
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.db import safe_url
-from app.logs import LOGGER_NAME, JsonFormatter, configure_logging, current_invocation
+from app.db import password_forms, safe_url
+from app.logs import LOGGER_NAME, JsonFormatter, configure_logging, current_invocation, forget_redactions, redact
 
 
 def test_logs_are_single_line_json_with_invocation_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,3 +49,55 @@ def test_logs_database_url_is_masked() -> None:
     url = make_url("postgresql+psycopg://app:s3cr3t@db.internal:5432/users")
 
     assert safe_url(url) == "postgresql+psycopg://app:***@db.internal:5432/users"
+
+
+PASSWORD = 'p@ss:w/rd %?#&=+ "quoted" \\ Zoë'
+
+
+def test_logs_mask_registered_secret_everywhere_in_the_line(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = configure_logging("INFO")
+    url = make_url("postgresql+psycopg://app@db.internal/users").set(password=PASSWORD)
+    redact(*password_forms(url))
+    rendered = url.render_as_string(hide_password=False)
+    try:
+        raise RuntimeError(f"could not connect to {rendered}")
+    except RuntimeError:
+        logger.exception(f"failed with {PASSWORD}", extra={"fields": {"url": rendered, "nested": {"pw": PASSWORD}}})
+
+    out = capsys.readouterr().out
+    entry = json.loads(out)
+    assert PASSWORD not in out
+    assert json.dumps(PASSWORD)[1:-1] not in out  # nor its JSON-escaped form
+    assert PASSWORD not in json.dumps(entry, ensure_ascii=False)
+    assert entry["message"] == "failed with ***"
+    assert entry["url"] == "postgresql+psycopg://app:***@db.internal/users"
+    assert entry["nested"] == {"pw": "***"}
+    assert "RuntimeError: could not connect to postgresql+psycopg://app:***@db.internal/users" in entry["exception"]
+
+
+def test_logs_mask_percent_encoded_password(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = configure_logging("INFO")
+    redact(*password_forms(make_url("postgresql://app:x@db/users").set(password="a b/c")))
+
+    logger.info("dsn host=db password=a%20b%2Fc and a+b%2Fc")
+
+    assert json.loads(capsys.readouterr().out)["message"] == "dsn host=db password=*** and ***"
+
+
+def test_logs_forget_redactions_unmasks(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = configure_logging("INFO")
+    redact("hunter2")
+    forget_redactions()
+
+    logger.info("hunter2")
+
+    assert json.loads(capsys.readouterr().out)["message"] == "hunter2"
+
+
+def test_logs_empty_secret_is_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = configure_logging("INFO")
+    redact("")
+
+    logger.info("nothing to hide")
+
+    assert json.loads(capsys.readouterr().out)["message"] == "nothing to hide"

@@ -76,7 +76,7 @@ def parse_invoke_output(stdout: str) -> tuple[list[dict[str, Any]], dict[str, An
 def test_serverless_yml_environment_mirrors_settings() -> None:
     config = yaml.safe_load((ROOT / "serverless.yml").read_text(encoding="utf-8"))
     environment: dict[str, str] = config["provider"]["environment"]
-    pattern = re.compile(r"^\$\{env:(?P<name>[A-Z_]+), '(?P<default>[^']*)'\}$")
+    pattern = re.compile(r"^\$\{env:(?P<name>[A-Z0-9_]+), '(?P<default>[^']*)'\}$")
 
     defaults = {}
     for name, value in environment.items():
@@ -87,7 +87,7 @@ def test_serverless_yml_environment_mirrors_settings() -> None:
 
     assert Settings.from_env(defaults) == Settings.from_env({})
     settings_source = (ROOT / "app" / "config.py").read_text(encoding="utf-8")
-    assert sorted(defaults) == sorted(set(re.findall(r'reader\.\w+\(\s*"([A-Z_]+)"', settings_source)))
+    assert sorted(defaults) == sorted(set(re.findall(r'reader\.\w+\(\s*"([A-Z0-9_]+)"', settings_source)))
 
 
 @needs_cli
