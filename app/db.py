@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -64,11 +65,12 @@ def create_db_engine(settings: Settings) -> Engine:
     )
 
 
-def fetch_user_names(engine: Engine) -> list[str]:
+def fetch_user_names(engine: Engine) -> Sequence[str]:
     """Every user's name, in primary-key order. The connection goes back to the pool on any outcome."""
     statement = _SELECT_NAMES_SQLITE if engine.dialect.name == "sqlite" else _SELECT_NAMES
     with engine.connect() as conn:
-        return list(conn.execute(statement).scalars())
+        # One fetchall: iterating the result fetches row by row through SQLAlchemy's layers.
+        return conn.execute(statement).scalars().all()
 
 
 def pool_figures(pool: Pool) -> dict[str, Any]:
