@@ -23,7 +23,7 @@ from app.lambda_events import (
     request_line,
     unsupported_event_response,
 )
-from app.logs import LOGGER_NAME, current_invocation
+from app.logs import LOGGER_NAME, current_invocation, log_fields
 from app.types import LambdaContext, LambdaResponse
 
 __all__ = ["Invocation", "InvocationRecorder"]
@@ -97,4 +97,4 @@ class Invocation:
             "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
         }
         fields.update(pool_figures(self._recorder.engine.pool))
-        _logger.info("invocation", extra={"fields": fields})
+        log_fields(_logger, logging.INFO, "invocation", fields)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.db import safe_url
-from app.logs import LOGGER_NAME, JsonFormatter, configure_logging, current_invocation
+from app.logs import LOGGER_NAME, JsonFormatter, configure_logging, current_invocation, log_fields
 
 
 def test_logs_are_single_line_json_with_invocation_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,3 +49,35 @@ def test_logs_database_url_is_masked() -> None:
     url = make_url("postgresql+psycopg://app:s3cr3t@db.internal:5432/users")
 
     assert safe_url(url) == "postgresql+psycopg://app:***@db.internal:5432/users"
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        pytest.param(1795543200.125, "2026-11-24T18:00:00.125Z", id="first-second"),
+        pytest.param(1795543200.875, "2026-11-24T18:00:00.875Z", id="same-second"),
+        pytest.param(1795543261.0625, "2026-11-24T18:01:01.062Z", id="next-minute"),
+        pytest.param(1795543200.5, "2026-11-24T18:00:00.500Z", id="back-again"),
+    ],
+)
+def test_logs_time_is_utc_with_milliseconds(created: float, expected: str) -> None:
+    record = logging.LogRecord("app", logging.INFO, "", 0, "message", (), None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+
+    assert json.loads(JsonFormatter().format(record))["time"] == expected
+
+
+def test_logs_fields_line_respects_the_level(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = configure_logging("INFO")
+    child = logging.getLogger(f"{LOGGER_NAME}.test")
+    try:
+        log_fields(child, logging.INFO, "counted", {"status": 200, "path": "/users"})
+        logger.setLevel(logging.WARNING)
+        log_fields(child, logging.INFO, "silenced", {"status": 200})
+    finally:
+        configure_logging("INFO")
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["message"], line["logger"], line["status"], line["path"]) for line in lines] == [
+        ("counted", "app.test", 200, "/users")
+    ]
