@@ -96,8 +96,8 @@ def _step(message: str) -> None:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    warm_runs, rounds, calls = (1, 3, 30) if quick else (3, 25, 100)
-    cold_runs, importtime_runs = (2, 1) if quick else (15, 3)
+    warm_runs, rounds, calls = (1, 3, 30) if quick else (3, 40, 100)
+    cold_runs, importtime_runs = (2, 1) if quick else (20, 7)
     warm_args = ["variants", "--rounds", str(rounds), "--calls", str(calls)] + (["--warmup", "20"] if quick else [])
     dirty = bool(
         _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/RESULTS.md", ":!bench/warm.png")
