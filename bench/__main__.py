@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cold import COLD_TARGETS, cold_starts, copy_costs, import_offenders
-from bench.report import draw_warm_chart, render_markdown, targets
+from bench.report import draw_warm_chart, render_markdown, targets, where_the_time_goes
 from bench.workload import REPO_ROOT
 
 BENCH_DIR: Path = Path(__file__).resolve().parent
@@ -165,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown)
     for target in targets(results):
         print(f"{'MET    ' if target.met else 'NOT MET'}  {target.name}: {target.measured}")
+    print("\nWhat limits the warm handler:")
+    print("\n".join(where_the_time_goes(results["warm"])))
     print(
         f"\nWrote {args.out_dir / RESULTS_PATH.name} and {args.out_dir / CHART_PATH.name} "
         f"in {time.perf_counter() - started:.0f} s."

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Target", "draw_warm_chart", "render_markdown", "targets"]
+__all__ = ["Target", "draw_warm_chart", "render_markdown", "targets", "where_the_time_goes"]
 
 # Issue #7's targets.
 WARM_VS_APIG_MAX: float = 1.3
@@ -59,7 +59,9 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]
     return lines
 
 
-def _where_the_time_goes(warm: dict[str, Any]) -> list[str]:
+def where_the_time_goes(warm: dict[str, Any]) -> list[str]:
+    """What the warm handler's median is made of, layer by layer, as Markdown bullets."""
+
     def us(key: str) -> float:
         return float(warm[key]["median_us"])
 
@@ -71,6 +73,9 @@ def _where_the_time_goes(warm: dict[str, Any]) -> list[str]:
         f"- Our invocation wrapper (event check, cold-start flag, timing, JSON line): "
         f"{us('handler') - us('serverless_wsgi'):.0f} µs, of which the JSON log line "
         f"{us('handler') - us('handler_quiet'):.0f} µs (LOG_LEVEL=WARNING turns it off).",
+        f"- So, against the same app under apig-wsgi: serverless-wsgi alone is "
+        f"{us('serverless_wsgi') / us('apig_wsgi'):.2f}×, the handler without its JSON line "
+        f"{us('handler_quiet') / us('apig_wsgi'):.2f}×, the whole handler {us('handler') / us('apig_wsgi'):.2f}×.",
     ]
 
 
@@ -143,10 +148,12 @@ def render_markdown(results: dict[str, Any], baseline: dict[str, Any] | None) ->
         f"Machine: {meta['machine']}. Load average before / after: {meta['load_before']} / {meta['load_after']}.",
         f"Versions: {', '.join(f'{name} {version}' for name, version in meta['versions'].items())}.",
         "",
-        "Warm: REST v1 `GET /users` (the captured `events/rest-v1.json`) on a 100-user SQLite database,",
-        f"in-process, {meta['warm_runs']} interpreters × {meta['warm_rounds']} rounds × {meta['warm_calls']} calls per "
-        "variant, variants interleaved (a batch each per round, order rotated), every call timed; the table quotes",
-        "the median over the runs of each run's median and 99th percentile. All users variants return the same body.",
+        "Warm: REST v1 `GET /users` (the captured `events/rest-v1.json`) on a 100-user SQLite database, in-process;",
+        f"{meta['warm_runs']} interpreters × {meta['warm_rounds']} rounds × {meta['warm_calls']} calls per variant, "
+        "interleaved (one batch of each per round, order rotated),",
+        "every call timed. Quoted: the median over the interpreters of each one's median and 99th percentile.",
+        "All variants serving users return the same body. handler.py freezes its init's objects (`gc.freeze()`),",
+        "which every variant in the interpreter then shares.",
         "",
         "## Targets",
         "",
@@ -157,7 +164,7 @@ def render_markdown(results: dict[str, Any], baseline: dict[str, Any] | None) ->
         "",
         "What the warm handler's time is made of:",
         "",
-        *_where_the_time_goes(warm),
+        *where_the_time_goes(warm),
         "",
         "## Warm invocation",
         "",
