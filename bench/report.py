@@ -352,6 +352,7 @@ def draw_warm_chart(results: dict[str, Any], path: Path) -> None:
     axes.barh([row["label"] for _, row in rows], medians, xerr=whiskers, color=colours, capsize=3)
     for index, (_, row) in enumerate(rows):
         axes.text(row["p99_us"], index, f"  {row['median_us']:.0f}", va="center", ha="left", fontsize=8)
+    axes.set_xlim(0, max(row["p99_us"] for _, row in rows) * 1.12)  # room for the labels
     axes.set_xlabel("µs per warm invocation (bar: median, whisker: p99)")
     meta = results["meta"]
     axes.set_title(f"users-api warm GET /users, 100 rows — {meta['commit']}, {meta['date'][:10]}", fontsize=10)
