@@ -1,14 +1,15 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + pip):
 #   make run    serve the API on the bundled SQLite database at http://127.0.0.1:5000/users
 #   make test   install what the tests need, then ruff, mypy and pytest
-# Both create .venv on first use and reinstall only when the dependency files change.
+#   make bench  (optional) install the benchmark group, run bench/ (~2 min), write bench/RESULTS.md + warm.png
+# All three create .venv on first use and reinstall only when the dependency files change.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP_VERSION := 25.3
 
-.PHONY: run test check lint typecheck pytest node-deps db db-check clean
+.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,10 @@ $(VENV)/.runtime-deps: requirements.txt | $(BIN)/python
 
 $(VENV)/.dev-deps: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt --group dev
+	touch $@ $(VENV)/.runtime-deps
+
+$(VENV)/.bench-deps: requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt --group bench
 	touch $@ $(VENV)/.runtime-deps
 
 run: $(VENV)/.runtime-deps
@@ -50,6 +55,9 @@ node-deps:
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+
+bench: $(VENV)/.bench-deps
+	$(BIN)/python -m bench
 
 # Rebuild data/users.db from data/schema.sql + data/users.csv (commit the result).
 db: | $(BIN)/python

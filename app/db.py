@@ -101,7 +101,7 @@ def create_db_engine(settings: Settings, url: URL | None = None) -> Engine:
     )
 
 
-def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequence[Row[Any]]:
+def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequence[Row[int, str]]:
     """Up to `count` (key, name) rows in key order, after key `after` (None: from the first)."""
     statement = _SELECT_USERS[conn.dialect.name == "sqlite", after is not None]
     parameters = {"count": count} if after is None else {"after": after, "count": count}

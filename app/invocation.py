@@ -23,7 +23,7 @@ from app.lambda_events import (
     request_line,
     unsupported_event_response,
 )
-from app.logs import LOGGER_NAME, current_invocation
+from app.logs import LOGGER_NAME, current_invocation, log_fields
 from app.types import LambdaContext, LambdaResponse
 
 __all__ = ["Invocation", "InvocationRecorder"]
@@ -102,4 +102,4 @@ class Invocation:
         engine = current_engine(self._recorder.app)
         if engine is not None:  # None: an S3 snapshot that has not loaded yet
             fields.update(pool_figures(engine.pool))
-        _logger.info("invocation", extra={"fields": fields})
+        log_fields(_logger, logging.INFO, "invocation", fields)

@@ -101,7 +101,7 @@ def serve_from(handler: Any, database: Path) -> None:
     application = create_app(Settings(database_url=f"sqlite:///{database}", log_level="WARNING"))
     handler.app = application
     handler.engine = application.extensions[ENGINE_KEY]
-    handler.invocations = InvocationRecorder(handler.engine)
+    handler.invocations = InvocationRecorder(application)
 
 
 def timed(handler: Any, event: dict[str, Any]) -> tuple[float, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from collections.abc import Callable
@@ -342,6 +343,13 @@ def test_handler_module_engine_is_the_apps_pooled_engine(handler_module: ModuleT
 
     assert handler_module.app.extensions["engine"] is handler_module.engine
     assert (pool.size(), pool._max_overflow) == (5, 10)
+
+
+def test_handler_init_freezes_what_it_built_and_collects_again(handler_module: ModuleType) -> None:
+    # Frozen objects sit in the permanent generation, outside the ones the collector walks.
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    assert not any(obj is handler_module.app for obj in gc.get_objects())
 
 
 def test_handler_serves_bundled_copy_read_only(handler_module: ModuleType) -> None:

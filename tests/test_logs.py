@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.db import password_forms, safe_url
-from app.logs import LOGGER_NAME, JsonFormatter, configure_logging, current_invocation, forget_redactions, redact
+from app.logs import (
+    LOGGER_NAME,
+    JsonFormatter,
+    configure_logging,
+    current_invocation,
+    forget_redactions,
+    log_fields,
+    redact,
+)
 
 
 def test_logs_are_single_line_json_with_invocation_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,3 +109,35 @@ def test_logs_empty_secret_is_ignored(capsys: pytest.CaptureFixture[str]) -> Non
     logger.info("nothing to hide")
 
     assert json.loads(capsys.readouterr().out)["message"] == "nothing to hide"
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        pytest.param(1795543200.125, "2026-11-24T18:00:00.125Z", id="first-second"),
+        pytest.param(1795543200.875, "2026-11-24T18:00:00.875Z", id="same-second"),
+        pytest.param(1795543261.0625, "2026-11-24T18:01:01.062Z", id="next-minute"),
+        pytest.param(1795543200.5, "2026-11-24T18:00:00.500Z", id="back-again"),
+    ],
+)
+def test_logs_time_is_utc_with_milliseconds(created: float, expected: str) -> None:
+    record = logging.LogRecord("app", logging.INFO, "", 0, "message", (), None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+
+    assert json.loads(JsonFormatter().format(record))["time"] == expected
+
+
+def test_logs_fields_line_respects_the_level(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = configure_logging("INFO")
+    child = logging.getLogger(f"{LOGGER_NAME}.test")
+    try:
+        log_fields(child, logging.INFO, "counted", {"status": 200, "path": "/users"})
+        logger.setLevel(logging.WARNING)
+        log_fields(child, logging.INFO, "silenced", {"status": 200})
+    finally:
+        configure_logging("INFO")
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["message"], line["logger"], line["status"], line["path"]) for line in lines] == [
+        ("counted", "app.test", 200, "/users")
+    ]

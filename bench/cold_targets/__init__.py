@@ -1,0 +1,1 @@
+"""Reference Lambda handlers for the cold-start comparison, written the plainest way."""

@@ -1,0 +1,214 @@
+"""The handlers compared warm, each a `(event, context) -> response` callable on the same database.
+
+The project's own variants all go through the real `handler.handler`: before each batch the
+bench points the handler module's globals (`app`, `engine`, `invocations`) at the variant's
+app, the way tests/conftest.py `point_handler_at` does, so no copy of the handler can drift.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote
+
+import serverless_wsgi
+from flask import Flask, Response
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import NullPool
+
+from app import create_app
+from app.config import Settings
+from app.db import ENGINE_KEY, create_db_engine, database_url, fetch_users_after
+from app.invocation import InvocationRecorder
+from app.logs import LOGGER_NAME
+from app.pagination import FETCH_CHUNK_ROWS
+from bench.workload import USERS_PATH, build_users_db, handler_environ
+
+__all__ = ["FloorHandler", "Variant", "import_handler", "warm_variants"]
+
+Serve = Callable[[dict[str, Any], Any], Any]
+_SELECT_NAMES: str = "SELECT name FROM users ORDER BY rowid"
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class Variant:
+    """One thing to time. `activate`/`deactivate` run around each batch, outside the timing."""
+
+    key: str
+    label: str
+    serve: Serve
+    # Whether `serve` returns a proxy response whose body must equal the floor's.
+    returns_users: bool = True
+    activate: Callable[[], None] = field(default=_nothing)
+    deactivate: Callable[[], None] = field(default=_nothing)
+
+
+class FloorHandler:
+    """The practical lower bound: sqlite3, one persistent connection, a hand-built proxy response."""
+
+    def __init__(self, db_path: Path) -> None:
+        uri = f"file:{quote(str(db_path))}?mode=ro"
+        self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event.get("httpMethod") != "GET" or event.get("path") != USERS_PATH:
+            return {"statusCode": 404, "headers": {}, "body": "", "isBase64Encoded": False}
+        body = ",".join([name for (name,) in self._connection.execute(_SELECT_NAMES)])
+        content_length = str(len(body.encode("utf-8")))
+        return {
+            "statusCode": 200,
+            "multiValueHeaders": {
+                "Content-Type": ["text/plain; charset=utf-8"],
+                "Content-Length": [content_length],
+                "Vary": ["Accept"],
+            },
+            "body": body,
+            "isBase64Encoded": False,
+        }
+
+    def names(self) -> list[str]:
+        return [name for (name,) in self._connection.execute(_SELECT_NAMES)]
+
+
+def import_handler(workdir: Path, rows: int) -> ModuleType:
+    """Build a `rows`-user bundle in `workdir` and import `handler` on it, as a cold start would."""
+    bundle = build_users_db(workdir / "bundle.db", rows)
+    environ = handler_environ(bundle, workdir / "lambda-tmp" / "users.db")
+    os.environ.clear()
+    os.environ.update(environ)
+    return importlib.import_module("handler")
+
+
+def _pointing(module: ModuleType, app: Flask) -> Callable[[], None]:
+    """An `activate` hook making `module.handler` serve `app` (a recorder per app keeps cold_start apart)."""
+    engine: Engine = app.extensions[ENGINE_KEY]
+    recorder = InvocationRecorder(app)
+
+    def point() -> None:
+        vars(module).update(app=app, engine=engine, invocations=recorder)
+
+    return point
+
+
+def _first_page(engine: Engine) -> list[str]:
+    """What GET /users reads for a small table: one keyset chunk, through the pool."""
+    with engine.connect() as conn:
+        return [row[1] for row in fetch_users_after(conn, None, FETCH_CHUNK_ROWS)]
+
+
+def _app_with_null_pool(settings: Settings) -> Flask:
+    app = create_app(settings)
+    app.extensions[ENGINE_KEY].dispose()
+    app.extensions[ENGINE_KEY] = create_engine(database_url(settings), poolclass=NullPool)
+    return app
+
+
+def _app_with_engine_per_request(settings: Settings) -> Flask:
+    app = create_app(settings)
+
+    @app.before_request
+    def _new_engine() -> None:
+        app.extensions[ENGINE_KEY] = create_db_engine(settings)
+
+    @app.teardown_request
+    def _dispose_engine(_: BaseException | None) -> None:
+        app.extensions[ENGINE_KEY].dispose()
+
+    return app
+
+
+def _hello_app() -> Flask:
+    hello = Flask("hello")
+
+    @hello.get(USERS_PATH)
+    def _hello() -> Response:
+        return Response("hello", mimetype="text/plain")
+
+    return hello
+
+
+def _set_log_level(level: int) -> Callable[[], None]:
+    return lambda: logging.getLogger(LOGGER_NAME).setLevel(level)
+
+
+def _then(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
+def warm_variants(module: ModuleType, floor: FloorHandler) -> list[Variant]:
+    """Every warm variant, the project's handler second; all share the handler module's database copy."""
+    import apig_wsgi  # bench dependency group; imported here so the tests need not install it
+
+    settings = Settings.from_env()
+    pooled_app: Flask = module.app
+    point_at_pooled = _pointing(module, pooled_app)
+    hello = _hello_app()
+    pooled_engine: Engine = module.engine
+    return [
+        Variant("floor", "floor: sqlite3 + hand-built response", floor),
+        Variant("handler", "handler.handler (pooled engine)", module.handler, activate=point_at_pooled),
+        Variant(
+            "nullpool",
+            "handler.handler, NullPool",
+            module.handler,
+            activate=_pointing(module, _app_with_null_pool(settings)),
+        ),
+        Variant(
+            "engine_per_request",
+            "handler.handler, engine per request",
+            module.handler,
+            activate=_pointing(module, _app_with_engine_per_request(settings)),
+        ),
+        Variant("apig_wsgi", "same app under apig-wsgi (pooled)", apig_wsgi.make_lambda_handler(pooled_app)),
+        Variant(
+            "serverless_wsgi",
+            "same app under serverless-wsgi, no invocation wrapper",
+            lambda event, context: serverless_wsgi.handle_request(pooled_app, event, context),
+        ),
+        Variant(
+            "handler_quiet",
+            "handler.handler, LOG_LEVEL=WARNING (no invocation line)",
+            module.handler,
+            activate=_then(point_at_pooled, _set_log_level(logging.WARNING)),
+            deactivate=_set_log_level(logging.INFO),
+        ),
+        Variant(
+            "hello_serverless_wsgi",
+            "bare Flask 'hello' under serverless-wsgi",
+            lambda event, context: serverless_wsgi.handle_request(hello, event, context),
+            returns_users=False,
+        ),
+        Variant(
+            "hello_apig_wsgi",
+            "bare Flask 'hello' under apig-wsgi",
+            apig_wsgi.make_lambda_handler(hello),
+            returns_users=False,
+        ),
+        Variant(
+            "query_sqlalchemy",
+            "query only: the app's first-page query on the pooled engine",
+            lambda event, context: _first_page(pooled_engine),
+            returns_users=False,
+        ),
+        Variant(
+            "query_sqlite3",
+            "query only: sqlite3, persistent connection",
+            lambda event, context: floor.names(),
+            returns_users=False,
+        ),
+    ]
