@@ -62,30 +62,35 @@ class _CurrentInvocation:
 current_invocation = _CurrentInvocation()
 
 
+def _json_line(created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None) -> str:
+    """One log line: the common keys, then `fields`, as JSON with registered secrets masked."""
+    entry: dict[str, Any] = {
+        "time": f"{_utc_second(int(created))}.{int((created % 1) * 1000):03d}Z",
+        "level": level,
+        "logger": logger,
+        "message": message,
+        "request_id": current_invocation.request_id,
+        "cold_start": current_invocation.cold_start,
+    }
+    if fields:
+        entry.update(fields)
+    line = _encode_json(entry)
+    # Masked in the finished line, so a secret is caught in the message, a field or a
+    # traceback alike. JSON escapes character by character, so the escaped secret is a
+    # substring of the escaped text that contains it.
+    for form in _redacted_forms:
+        line = line.replace(form, REDACTED)
+    return line
+
+
 class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object on one line (tracebacks included, escaped)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": f"{_utc_second(int(record.created))}.{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": current_invocation.request_id,
-            "cold_start": current_invocation.cold_start,
-        }
-        fields = getattr(record, "fields", None)
-        if fields:
-            entry.update(fields)
+        fields: dict[str, Any] | None = getattr(record, "fields", None)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        line = _encode_json(entry)
-        # Masked in the finished line, so a secret is caught in the message, a field or a
-        # traceback alike. JSON escapes character by character, so the escaped secret is a
-        # substring of the escaped text that contains it.
-        for form in _redacted_forms:
-            line = line.replace(form, REDACTED)
-        return line
+            fields = {**(fields or {}), "exception": self.formatException(record.exc_info)}
+        return _json_line(record.created, record.levelname, record.name, record.getMessage(), fields)
 
 
 @lru_cache(maxsize=1)
@@ -95,13 +100,16 @@ def _utc_second(epoch_second: int) -> str:
 
 
 def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
-    """`logger.log(level, message, extra={"fields": fields})` without looking up the caller.
+    """Write the line `logger.log(level, message, extra={"fields": fields})` would, straight to stdout.
 
-    Logger.log walks the stack for the calling file, line and function, which these JSON
-    lines never show; on the per-invocation line that walk is a measurable share of the cost.
+    For the one line every invocation writes: the same JSON, level check and masking, without
+    a LogRecord, handler locks and the caller lookup, which cost ~25 µs of a ~250 µs warm
+    invocation (bench/). Handlers added to the logger do not see these lines.
     """
     if logger.isEnabledFor(level):
-        logger.handle(logger.makeRecord(logger.name, level, "", 0, message, (), None, extra={"fields": fields}))
+        line = _json_line(time.time(), logging.getLevelName(level), logger.name, message, fields)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()  # Lambda may freeze the container right after the response
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

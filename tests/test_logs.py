@@ -141,3 +141,23 @@ def test_logs_fields_line_respects_the_level(capsys: pytest.CaptureFixture[str])
     assert [(line["message"], line["logger"], line["status"], line["path"]) for line in lines] == [
         ("counted", "app.test", 200, "/users")
     ]
+
+
+def test_logs_fields_line_matches_formatter_and_masks(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    child = logging.getLogger(f"{LOGGER_NAME}.test")
+    redact("hunter2")
+    try:
+        log_fields(child, logging.INFO, "direct", {"dsn": "password=hunter2", "status": 200})
+        child.info("formatted", extra={"fields": {"dsn": "password=hunter2", "status": 200}})
+    finally:
+        forget_redactions()
+
+    direct, formatted = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert direct.keys() == formatted.keys()
+    assert (direct["dsn"], formatted["dsn"]) == ("password=***", "password=***")
+    assert {key: direct[key] for key in ("level", "logger", "status")} == {
+        "level": "INFO",
+        "logger": "app.test",
+        "status": 200,
+    }
