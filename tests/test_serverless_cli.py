@@ -73,6 +73,22 @@ def parse_invoke_output(stdout: str) -> tuple[list[dict[str, Any]], dict[str, An
     return logs, json.loads("\n".join(lines[start:]))
 
 
+def invoke_local(tmp_path: Path, *arguments: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run `osls invoke local -f api ARGUMENTS` (stdin closed) and parse what it printed."""
+    result = subprocess.run(
+        [str(OSLS), "invoke", "local", "--function", "api", *arguments],
+        cwd=ROOT,
+        env=cli_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return parse_invoke_output(result.stdout)
+
+
 def test_serverless_yml_environment_mirrors_settings() -> None:
     config = yaml.safe_load((ROOT / "serverless.yml").read_text(encoding="utf-8"))
     environment: dict[str, str] = config["provider"]["environment"]
@@ -93,19 +109,8 @@ def test_serverless_yml_environment_mirrors_settings() -> None:
 @needs_cli
 @pytest.mark.parametrize("sample", sorted(path.stem for path in SAMPLE_EVENTS_DIR.glob("*.json")))
 def test_invoke_local_serves_sample_event(sample: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(OSLS), "invoke", "local", "--function", "api", "--path", f"events/{sample}.json"],
-        cwd=ROOT,
-        env=cli_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_SECONDS,
-        check=False,
-    )
+    logs, response = invoke_local(tmp_path, "--path", f"events/{sample}.json")
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    logs, response = parse_invoke_output(result.stdout)
     assert response["statusCode"] == 200
     assert response["body"] == SEED_NAMES
     invocation = next(line for line in logs if line["message"] == "invocation")
@@ -115,19 +120,8 @@ def test_invoke_local_serves_sample_event(sample: str, tmp_path: Path) -> None:
 @needs_cli
 def test_invoke_local_without_event_answers_400(tmp_path: Path) -> None:
     # No --path: osls passes {} (it would read stdin if it were not closed).
-    result = subprocess.run(
-        [str(OSLS), "invoke", "local", "--function", "api"],
-        cwd=ROOT,
-        env=cli_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_SECONDS,
-        check=False,
-    )
+    _, response = invoke_local(tmp_path)
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    _, response = parse_invoke_output(result.stdout)
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"] == "unsupported_event"
 
