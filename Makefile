@@ -71,5 +71,10 @@ db-check: | $(BIN)/python
 bench-pagination: $(VENV)/.runtime-deps
 	$(BIN)/python bench/pagination.py
 
+# Warm /users on PostgreSQL: pooled vs NullPool vs engine per request, and 8 simulated containers.
+.PHONY: bench-postgres
+bench-postgres: $(VENV)/.dev-deps
+	$(BIN)/python -m bench.postgres_pool
+
 clean:
 	rm -rf $(VENV) node_modules .serverless .pytest_cache .mypy_cache .ruff_cache .coverage

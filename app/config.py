@@ -24,6 +24,7 @@ SETTINGS_KEY: str = "settings"
 
 DEFAULT_BUNDLED_DB_PATH: Path = Path(__file__).resolve().parent.parent / "data" / "users.db"
 DEFAULT_SQLITE_COPY_NAME: str = "users.db"
+POOL_KINDS: frozenset[str] = frozenset({"queue", "null"})
 LOG_LEVELS: frozenset[str] = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 _TRUE_VALUES: frozenset[str] = frozenset({"1", "true", "yes", "on"})
 _FALSE_VALUES: frozenset[str] = frozenset({"0", "false", "no", "off"})
@@ -90,6 +91,9 @@ class Settings:
     # Parameter Store parameter, once per cold start.
     database_secret_arn: str | None = None
     database_url_ssm_parameter: str | None = None
+    # "queue": a QueuePool per container (default). "null": NullPool, a new connection per
+    # request, for when something outside pools for us (RDS Proxy, PgBouncer).
+    db_pool: str = "queue"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +117,7 @@ class Settings:
             db_snapshot_refresh_seconds=reader.integer("DB_SNAPSHOT_REFRESH_SECONDS", 0, minimum=0),
             database_secret_arn=reader.pattern("DATABASE_SECRET_ARN", _SECRET_ARN, "a Secrets Manager secret ARN"),
             database_url_ssm_parameter=reader.ssm_parameter("DATABASE_URL_SSM_PARAMETER"),
+            db_pool=reader.keyword("DB_POOL", "queue", POOL_KINDS),
         )
         _check_combinations(settings)
         return settings
@@ -201,6 +206,14 @@ class _Reader:
         if raw.upper() not in choices:
             raise SettingsError(f"{name} must be one of {', '.join(sorted(choices))}; got {raw!r}")
         return raw.upper()
+
+    def keyword(self, name: str, default: str, choices: frozenset[str]) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(sorted(choices))}; got {raw!r}")
+        return raw.lower()
 
     def base_path(self, name: str) -> str | None:
         raw = self._raw(name)

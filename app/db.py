@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, Row, TextClause, create_engine, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool, Pool, QueuePool
 
 from app.config import Settings
+from app.logs import LOGGER_NAME
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -24,9 +27,14 @@ __all__ = [
     "fetch_users_after",
     "password_forms",
     "pool_figures",
+    "read_with_reconnect",
     "safe_url",
     "sqlite_read_only_url",
 ]
+
+T = TypeVar("T")
+
+_logger = logging.getLogger(f"{LOGGER_NAME}.db")
 
 # Key of the engine in `Flask.extensions`.
 ENGINE_KEY: str = "engine"
@@ -90,6 +98,8 @@ def create_db_engine(settings: Settings, url: URL | None = None) -> Engine:
         url = database_url(settings)
     is_sqlite = url.get_backend_name() == "sqlite"
     pre_ping = settings.pool_pre_ping if settings.pool_pre_ping is not None else not is_sqlite
+    if settings.db_pool == "null":
+        return create_engine(url, poolclass=NullPool)
     return create_engine(
         url,
         poolclass=QueuePool,
@@ -99,6 +109,26 @@ def create_db_engine(settings: Settings, url: URL | None = None) -> Engine:
         pool_recycle=settings.pool_recycle,
         pool_pre_ping=pre_ping,
     )
+
+
+def read_with_reconnect(engine: Engine, read: Callable[[Connection], T]) -> T:
+    """Run an idempotent read on a pooled connection, once more on a fresh one if the first was dead.
+
+    A frozen Lambda container keeps its pooled connections while the server, a proxy or a NAT
+    may drop them; a server restart drops them all. Pre-ping catches most of that at checkout;
+    this catches the rest (pre-ping off, or a drop between ping and query). SQLAlchemy marks
+    the pool stale on a disconnect, so the retry gets a new connection. `read` must return
+    everything it read: nothing has been sent to the client when it fails.
+    """
+    try:
+        with engine.connect() as conn:
+            return read(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        _logger.warning("database connection lost; retrying once on a new connection", exc_info=exc)
+    with engine.connect() as conn:
+        return read(conn)
 
 
 def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequence[Row[int, str]]:

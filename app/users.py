@@ -6,13 +6,14 @@ from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, url_for
+from sqlalchemy import Connection
 
 from app.config import SETTINGS_KEY
 from app.cursor import encode_cursor
-from app.db import ENGINE_KEY, fetch_users_after
+from app.db import ENGINE_KEY, fetch_users_after, read_with_reconnect
 from app.errors import ApiError
 from app.name_formats import JSON, TEXT, NameFormat
-from app.pagination import PageQuery, collect_page, parse_page_query
+from app.pagination import Page, PageQuery, collect_page, parse_page_query
 from app.response_limits import body_budget
 
 __all__ = ["bp"]
@@ -30,14 +31,13 @@ def list_users() -> Response:
     """Names in key order: all that fit in one response, or one page of them with a `next` link."""
     query = parse_page_query(request.args, current_app.extensions[SETTINGS_KEY].max_page_limit)
     name_format = query.format or _negotiate()
-    with current_app.extensions[ENGINE_KEY].connect() as conn:
-        page = collect_page(
-            partial(fetch_users_after, conn),
-            after=query.after,
-            limit=query.limit,
-            name_format=name_format,
-            budget=body_budget(request.environ),
-        )
+    budget = body_budget(request.environ)
+
+    def read_page(conn: Connection) -> Page:
+        fetch = partial(fetch_users_after, conn)
+        return collect_page(fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget)
+
+    page = read_with_reconnect(current_app.extensions[ENGINE_KEY], read_page)
     next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
     response = Response(name_format.body(page.pieces, next_cursor), mimetype=name_format.mimetype)
     response.headers["Vary"] = "Accept"

@@ -31,7 +31,7 @@ from app.logs import LOGGER_NAME
 from app.pagination import FETCH_CHUNK_ROWS
 from bench.workload import USERS_PATH, build_users_db, handler_environ
 
-__all__ = ["FloorHandler", "Variant", "import_handler", "warm_variants"]
+__all__ = ["FloorHandler", "Variant", "app_with_engine_per_request", "import_handler", "pointing", "warm_variants"]
 
 Serve = Callable[[dict[str, Any], Any], Any]
 _SELECT_NAMES: str = "SELECT name FROM users ORDER BY rowid"
@@ -90,7 +90,7 @@ def import_handler(workdir: Path, rows: int) -> ModuleType:
     return importlib.import_module("handler")
 
 
-def _pointing(module: ModuleType, app: Flask) -> Callable[[], None]:
+def pointing(module: ModuleType, app: Flask) -> Callable[[], None]:
     """An `activate` hook making `module.handler` serve `app` (a recorder per app keeps cold_start apart)."""
     engine: Engine = app.extensions[ENGINE_KEY]
     recorder = InvocationRecorder(app)
@@ -114,7 +114,7 @@ def _app_with_null_pool(settings: Settings) -> Flask:
     return app
 
 
-def _app_with_engine_per_request(settings: Settings) -> Flask:
+def app_with_engine_per_request(settings: Settings) -> Flask:
     app = create_app(settings)
 
     @app.before_request
@@ -156,7 +156,7 @@ def warm_variants(module: ModuleType, floor: FloorHandler) -> list[Variant]:
 
     settings = Settings.from_env()
     pooled_app: Flask = module.app
-    point_at_pooled = _pointing(module, pooled_app)
+    point_at_pooled = pointing(module, pooled_app)
     hello = _hello_app()
     pooled_engine: Engine = module.engine
     return [
@@ -166,13 +166,13 @@ def warm_variants(module: ModuleType, floor: FloorHandler) -> list[Variant]:
             "nullpool",
             "handler.handler, NullPool",
             module.handler,
-            activate=_pointing(module, _app_with_null_pool(settings)),
+            activate=pointing(module, _app_with_null_pool(settings)),
         ),
         Variant(
             "engine_per_request",
             "handler.handler, engine per request",
             module.handler,
-            activate=_pointing(module, _app_with_engine_per_request(settings)),
+            activate=pointing(module, app_with_engine_per_request(settings)),
         ),
         Variant("apig_wsgi", "same app under apig-wsgi (pooled)", apig_wsgi.make_lambda_handler(pooled_app)),
         Variant(

@@ -20,6 +20,7 @@ def test_settings_defaults_from_empty_environment(tmp_path: Path) -> None:
     assert (settings.pool_size, settings.max_overflow) == (5, 10)
     assert (settings.pool_timeout, settings.pool_recycle, settings.pool_pre_ping) == (10.0, 300, None)
     assert settings.log_level == "INFO"
+    assert settings.db_pool == "queue"
     assert (settings.strip_stage_path, settings.api_gateway_base_path) == (False, None)
     assert settings.max_page_limit == 10_000
     assert (settings.db_snapshot_s3_uri, settings.db_snapshot_refresh_seconds) == (None, 0)
@@ -41,6 +42,7 @@ def test_settings_reads_every_variable() -> None:
             "STRIP_STAGE_PATH": "yes",
             "API_GATEWAY_BASE_PATH": "api",
             "MAX_PAGE_LIMIT": "500",
+            "DB_POOL": "Null",
         }
     )
 
@@ -57,6 +59,7 @@ def test_settings_reads_every_variable() -> None:
         strip_stage_path=True,
         api_gateway_base_path="api",
         max_page_limit=500,
+        db_pool="null",
     )
 
 
@@ -80,6 +83,7 @@ def test_settings_empty_values_count_as_unset() -> None:
         ("STRIP_STAGE_PATH", "y", "STRIP_STAGE_PATH must be one of 0, 1, false, no, off, on, true, yes; got 'y'"),
         ("MAX_PAGE_LIMIT", "0", "MAX_PAGE_LIMIT must be an integer >= 1, got '0'"),
         ("MAX_PAGE_LIMIT", "lots", "MAX_PAGE_LIMIT must be an integer >= 1, got 'lots'"),
+        ("DB_POOL", "static", "DB_POOL must be one of null, queue; got 'static'"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of CRITICAL, DEBUG, ERROR, INFO, WARNING; got 'verbose'"),
         ("DB_SNAPSHOT_REFRESH_SECONDS", "-1", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '-1'"),
         ("DB_SNAPSHOT_REFRESH_SECONDS", "5m", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '5m'"),
