@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 from sqlalchemy import Connection, Engine, Row, TextClause, create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, Pool, QueuePool
 
@@ -27,6 +27,7 @@ __all__ = [
     "fetch_users_after",
     "password_forms",
     "pool_figures",
+    "queue_pool_figures",
     "read_with_reconnect",
     "safe_url",
     "sqlite_read_only_url",
@@ -133,18 +134,37 @@ def read_with_reconnect(engine: Engine, read: Callable[[Connection], T]) -> T:
 
 def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequence[Row[int, str]]:
     """Up to `count` (key, name) rows in key order, after key `after` (None: from the first)."""
-    statement = _SELECT_USERS[conn.dialect.name == "sqlite", after is not None]
-    parameters = {"count": count} if after is None else {"after": after, "count": count}
-    return conn.execute(statement, parameters).all()
+    sql, names = _driver_statement(conn.dialect, after is not None)
+    values: dict[str, Any] = {"count": count} if after is None else {"after": after, "count": count}
+    parameters = values if names is None else tuple(values[name] for name in names)
+    # The statement is compiled once per dialect: exec_driver_sql skips SQLAlchemy's per-call
+    # compiled-cache lookup (~8 µs of a warm invocation), with the same bound parameters.
+    return conn.exec_driver_sql(sql, parameters).all()
+
+
+# (dialect name, paramstyle, has `after`) -> (SQL in the driver's paramstyle, positional names or None).
+_DRIVER_STATEMENTS: dict[tuple[str, str, bool], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _driver_statement(dialect: Dialect, has_after: bool) -> tuple[str, tuple[str, ...] | None]:
+    key = (dialect.name, dialect.paramstyle, has_after)
+    cached = _DRIVER_STATEMENTS.get(key)
+    if cached is None:
+        compiled = _SELECT_USERS[dialect.name == "sqlite", has_after].compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ()) if compiled.positional else None
+        cached = _DRIVER_STATEMENTS[key] = (compiled.string, names)
+    return cached
+
+
+def queue_pool_figures(pool: QueuePool) -> tuple[int, int, int]:
+    """(size, connections checked out, overflow connections in use) of a queue pool."""
+    # QueuePool counts overflow from -pool_size; only connections beyond the pool size matter.
+    return pool.size(), pool.checkedout(), max(pool.overflow(), 0)
 
 
 def pool_figures(pool: Pool) -> dict[str, Any]:
-    """Occupancy of a queue pool, for logs: size, connections checked out, overflow in use."""
+    """Occupancy of a pool, for logs: size, connections checked out, overflow in use."""
     if not isinstance(pool, QueuePool):
         return {"pool": type(pool).__name__}
-    return {
-        "pool_size": pool.size(),
-        "pool_checked_out": pool.checkedout(),
-        # QueuePool counts overflow from -pool_size; only connections beyond the pool size matter.
-        "pool_overflow": max(pool.overflow(), 0),
-    }
+    size, checked_out, overflow = queue_pool_figures(pool)
+    return {"pool_size": size, "pool_checked_out": checked_out, "pool_overflow": overflow}

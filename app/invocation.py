@@ -14,8 +14,9 @@ from types import TracebackType
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.pool import QueuePool
 
-from app.db import current_engine, pool_figures
+from app.db import current_engine, pool_figures, queue_pool_figures
 from app.lambda_events import (
     EventSource,
     classify_event,
@@ -23,7 +24,7 @@ from app.lambda_events import (
     request_line,
     unsupported_event_response,
 )
-from app.logs import LOGGER_NAME, current_invocation, log_fields
+from app.logs import LOGGER_NAME, current_invocation, log_fields, write_invocation_line
 from app.types import LambdaContext, LambdaResponse
 
 __all__ = ["Invocation", "InvocationRecorder"]
@@ -92,14 +93,28 @@ class Invocation:
         if not _logger.isEnabledFor(logging.INFO):
             return
         method, path = request_line(self.event, self.source)
+        status = (self.response or {}).get("statusCode")
+        duration_ms = round((time.perf_counter() - self._started) * 1000, 3)
+        engine = current_engine(self._recorder.app)
+        pool = None if engine is None else engine.pool  # None: an S3 snapshot that has not loaded yet
+        if isinstance(pool, QueuePool):  # the usual case, on the line's fast path
+            write_invocation_line(
+                _logger,
+                source=self.source.value,
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=duration_ms,
+                pool=queue_pool_figures(pool),
+            )
+            return
         fields: dict[str, Any] = {
             "source": self.source.value,
             "method": method,
             "path": path,
-            "status": (self.response or {}).get("statusCode"),
-            "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
+            "status": status,
+            "duration_ms": duration_ms,
         }
-        engine = current_engine(self._recorder.app)
-        if engine is not None:  # None: an S3 snapshot that has not loaded yet
-            fields.update(pool_figures(engine.pool))
+        if pool is not None:
+            fields.update(pool_figures(pool))
         log_fields(_logger, logging.INFO, "invocation", fields)

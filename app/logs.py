@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "forget_redactions",
     "log_fields",
     "redact",
+    "write_invocation_line",
 ]
 
 LOGGER_NAME: str = "app"
@@ -47,6 +49,8 @@ def forget_redactions() -> None:
 
 # json.dumps builds a new encoder on every call that passes options: build ours once.
 _encode_json = json.JSONEncoder(default=str, ensure_ascii=False).encode
+# The C string encoder behind it (ensure_ascii=False): a str in, a quoted JSON string out.
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 class _CurrentInvocation:
@@ -110,6 +114,59 @@ def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[st
         line = _json_line(time.time(), logging.getLevelName(level), logger.name, message, fields)
         sys.stdout.write(line + "\n")
         sys.stdout.flush()  # Lambda may freeze the container right after the response
+
+
+# The per-invocation line, pre-laid out: the same keys, order and JSON as `_json_line` gives
+# for these fields (tests/test_logs.py checks it), at half the cost (~15 µs less per warm
+# invocation, bench/) because only its few strings go through the JSON encoder.
+_INVOCATION_LINE: str = (
+    '{"time": "%s.%03dZ", "level": "INFO", "logger": %s, "message": "invocation", "request_id": %s, '
+    '"cold_start": %s, "source": %s, "method": %s, "path": %s, "status": %s, "duration_ms": %s, '
+    '"pool_size": %d, "pool_checked_out": %d, "pool_overflow": %d}\n'
+)
+
+
+def _scalar(value: str | int | bool | None) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _encode_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(int(value))
+
+
+def write_invocation_line(
+    logger: logging.Logger,
+    *,
+    source: str,
+    method: str | None,
+    path: str | None,
+    status: int | None,
+    duration_ms: float,
+    pool: tuple[int, int, int],
+) -> None:
+    """Write the INFO line that closes an invocation: what `log_fields` would, for a queue pool's figures."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    now = time.time()
+    line = _INVOCATION_LINE % (
+        _utc_second(int(now)),
+        int((now % 1) * 1000),
+        _encode_string(logger.name),
+        _scalar(current_invocation.request_id),
+        _scalar(current_invocation.cold_start),
+        _encode_string(source),
+        _scalar(method),
+        _scalar(path),
+        _scalar(status),
+        repr(duration_ms),
+        *pool,
+    )
+    for form in _redacted_forms:
+        line = line.replace(form, REDACTED)
+    sys.stdout.write(line)
+    sys.stdout.flush()
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -6,6 +6,7 @@ import gc
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -375,3 +376,21 @@ def test_handler_serves_serverless_offline_v2_event(lambda_handler: LambdaHandle
 
     assert response["statusCode"] == 404
     assert response_headers(response)["content-type"] == "application/json"
+
+
+def test_handler_logs_null_pool_by_name(
+    settings: Settings,
+    make_app: Callable[[Settings], Flask],
+    monkeypatch: pytest.MonkeyPatch,
+    handler_module: ModuleType,
+    context: FakeContext,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handler = point_handler_at(monkeypatch, handler_module, make_app(replace(settings, db_pool="null")))
+    capsys.readouterr()
+
+    assert handler(make_v1_event(), context)["body"] == SEED_NAMES
+
+    (line,) = log_lines(capsys.readouterr().out)
+    assert (line["message"], line["pool"], line["status"]) == ("invocation", "NullPool", 200)
+    assert "pool_size" not in line

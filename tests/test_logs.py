@@ -17,6 +17,7 @@ from app.logs import (
     forget_redactions,
     log_fields,
     redact,
+    write_invocation_line,
 )
 
 
@@ -161,3 +162,60 @@ def test_logs_fields_line_matches_formatter_and_masks(capsys: pytest.CaptureFixt
         "logger": "app.test",
         "status": 200,
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "request_id", "cold_start"),
+    [
+        pytest.param("GET", "/users", 200, "req-1", True, id="plain"),
+        pytest.param("POST", '/a "quoted"\n\\path/Zoë/💥', 405, None, False, id="escapes"),
+        pytest.param(None, None, None, "r", None, id="nulls"),
+    ],
+)
+def test_logs_invocation_line_matches_generic_line(
+    method: str | None,
+    path: str | None,
+    status: int | None,
+    request_id: str | None,
+    cold_start: bool | None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO")
+    logger = logging.getLogger(f"{LOGGER_NAME}.invocation")
+    current_invocation.request_id, current_invocation.cold_start = request_id, cold_start
+    try:
+        write_invocation_line(
+            logger, source="apigw-rest", method=method, path=path, status=status, duration_ms=1.25, pool=(5, 1, 2)
+        )
+        generic = {"source": "apigw-rest", "method": method, "path": path, "status": status, "duration_ms": 1.25}
+        log_fields(
+            logger, logging.INFO, "invocation", {**generic, "pool_size": 5, "pool_checked_out": 1, "pool_overflow": 2}
+        )
+    finally:
+        current_invocation.request_id = current_invocation.cold_start = None
+
+    fast, reference = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert list(fast) == list(reference)
+    assert {k: v for k, v in fast.items() if k != "time"} == {k: v for k, v in reference.items() if k != "time"}
+    assert fast["path"] == path
+
+
+def test_logs_invocation_line_masks_and_respects_level(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    logger = logging.getLogger(f"{LOGGER_NAME}.invocation")
+    redact("s3cr3t")
+    try:
+        write_invocation_line(
+            logger, source="alb", method="GET", path="/s3cr3t", status=404, duration_ms=0.5, pool=(5, 0, 0)
+        )
+        configure_logging("WARNING")
+        write_invocation_line(
+            logger, source="alb", method="GET", path="/x", status=404, duration_ms=0.5, pool=(5, 0, 0)
+        )
+    finally:
+        forget_redactions()
+        configure_logging("INFO")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["path"] == "/***"
