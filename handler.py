@@ -43,7 +43,7 @@ def handler(event: Any, context: LambdaContext) -> LambdaResponse:
     """Serve one invocation; non-HTTP events are answered without reaching the app."""
     with invocations.record(event, context) as invocation:
         if invocation.response is None:
-            invocation.response = serverless_wsgi.handle_request(app, event, context)
+            invocation.response = serverless_wsgi.handle_request(app, invocation.event, context)
     assert invocation.response is not None
     return invocation.response
 

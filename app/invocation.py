@@ -23,6 +23,7 @@ from app.lambda_events import (
     proxy_error_response,
     request_line,
     unsupported_event_response,
+    with_headers,
 )
 from app.logs import LOGGER_NAME, current_invocation, log_fields, write_invocation_line
 from app.types import LambdaContext, LambdaResponse
@@ -53,8 +54,8 @@ class Invocation:
 
     def __init__(self, recorder: InvocationRecorder, event: Any, context: LambdaContext | None) -> None:
         self._recorder = recorder
-        self.event = event
         self.source = classify_event(event)
+        self.event = with_headers(event) if self.source.is_http else event
         self.response: LambdaResponse | None = None
         current_invocation.request_id = getattr(context, "aws_request_id", None)
         current_invocation.cold_start = recorder.cold_start

@@ -19,6 +19,7 @@ __all__ = [
     "proxy_error_response",
     "request_line",
     "unsupported_event_response",
+    "with_headers",
 ]
 
 # What serverless-plugin-warmup and EventBridge schedules send to keep containers warm.
@@ -62,7 +63,7 @@ def classify_event(event: object) -> EventSource:
 
 
 def _classify_v2(event: dict[str, Any], request_context: object) -> EventSource:
-    if not (isinstance(request_context, dict) and isinstance(event.get("headers"), dict)):
+    if not (isinstance(request_context, dict) and isinstance(event.get("headers"), dict | None)):
         return EventSource.UNSUPPORTED
     http = request_context.get("http")
     if not (isinstance(http, dict) and isinstance(http.get("method"), str) and isinstance(event.get("rawPath"), str)):
@@ -76,8 +77,17 @@ def _has_v1_headers(event: dict[str, Any]) -> bool:
     multi_value_headers = event.get("multiValueHeaders")
     if multi_value_headers:
         return isinstance(multi_value_headers, dict)
-    # serverless-wsgi reads event["headers"]; null is fine (the console's test events send it).
-    return "headers" in event and isinstance(event["headers"], dict | None)
+    # Null is fine (the console's test events send it); missing is filled in by with_headers.
+    return isinstance(event.get("headers"), dict | None)
+
+
+def with_headers(event: dict[str, Any]) -> dict[str, Any]:
+    """`event`, or a copy with empty `headers` where it has none: serverless-wsgi reads
+    event["headers"] unconditionally. API Gateway, ALB and function URLs always send them;
+    hand-written test events often do not."""
+    if "headers" in event or event.get("multiValueHeaders"):
+        return event
+    return {**event, "headers": {}}
 
 
 def request_line(event: dict[str, Any], source: EventSource) -> tuple[str | None, str | None]:

@@ -234,8 +234,12 @@ def test_handler_warmup_event_returns_empty_without_touching_db(
         pytest.param(["not", "an", "object"], id="list"),
         pytest.param("GET /users", id="string"),
         pytest.param(None, id="null"),
-        pytest.param({"httpMethod": "GET", "path": "/users"}, id="v1-without-headers"),
+        pytest.param({"httpMethod": "GET", "path": "/users", "headers": "Host: x"}, id="v1-headers-not-object"),
         pytest.param({"version": "2.0", "rawPath": "/users", "headers": {}}, id="v2-without-request-context"),
+        pytest.param(
+            {"version": "2.0", "rawPath": "/users", "requestContext": {"http": {"method": "GET"}}, "headers": []},
+            id="v2-headers-not-object",
+        ),
         pytest.param({"requestPath": "/users", "method": "GET", "headers": {}}, id="lambda-integration"),
     ],
 )
@@ -394,3 +398,24 @@ def test_handler_logs_null_pool_by_name(
     (line,) = log_lines(capsys.readouterr().out)
     assert (line["message"], line["pool"], line["status"]) == ("invocation", "NullPool", 200)
     assert "pool_size" not in line
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param({"httpMethod": "GET", "path": "/users"}, id="v1"),
+        pytest.param({"version": "2.0", "rawPath": "/users", "requestContext": {"http": {"method": "GET"}}}, id="v2"),
+        pytest.param(
+            {"httpMethod": "GET", "path": "/users", "headers": None, "multiValueHeaders": None}, id="v1-nulls"
+        ),
+    ],
+)
+def test_handler_serves_minimal_hand_written_events(
+    event: dict[str, Any], lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    original = json.dumps(event, sort_keys=True)
+
+    response = lambda_handler(event, context)
+
+    assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
+    assert json.dumps(event, sort_keys=True) == original  # the caller's event is not modified
