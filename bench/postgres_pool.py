@@ -142,14 +142,17 @@ def simulate_containers(url: URL, admin_url: str, containers: int, requests: int
         for process in processes:
             assert process.stdout is not None
             if process.stdout.readline().strip() != "served":
-                raise RuntimeError("a container process failed")
-        return count_connections(admin_url, application_name)
+                raise RuntimeError("a container process failed to serve its requests")
+        connections = count_connections(admin_url, application_name)
     finally:
         for process in processes:
             assert process.stdin is not None and process.stdout is not None
             process.stdin.close()
             process.wait(timeout=60)
             process.stdout.close()
+    if any(process.returncode != 0 for process in processes):
+        raise RuntimeError("a container process exited with an error")
+    return connections
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_EVENTS_DIR = ROOT / "events"  # HTTP samples, shared with `serverless invoke local`
 OTHER_EVENTS_DIR = Path(__file__).resolve().parent / "events"  # non-HTTP events
@@ -152,3 +154,14 @@ def response_headers(response: dict[str, Any]) -> dict[str, str]:
     if "multiValueHeaders" in response:
         return {name.lower(): ", ".join(values) for name, values in response["multiValueHeaders"].items()}
     return {name.lower(): value for name, value in response["headers"].items()}
+
+
+# Every HTTP event shape the handler serves, for pytest.mark.parametrize.
+HTTP_EVENT_BUILDERS = [
+    pytest.param(make_v1_event, id="apigw-v1"),
+    pytest.param(lambda **kw: make_v1_event(multi_value=True, **kw), id="apigw-v1-multi-value"),
+    pytest.param(make_v2_event, id="apigw-v2"),
+    pytest.param(make_alb_event, id="alb"),
+    pytest.param(lambda **kw: make_alb_event(multi_value=True, **kw), id="alb-multi-value"),
+    pytest.param(make_function_url_event, id="function-url"),
+]

@@ -17,6 +17,7 @@ from flask import Flask, request
 from app.config import Settings
 from tests.conftest import FakeContext, LambdaHandler, MakeUsersDb, count_connects, log_lines, point_handler_at
 from tests.events import (
+    HTTP_EVENT_BUILDERS,
     load_event,
     make_alb_event,
     make_function_url_event,
@@ -27,17 +28,8 @@ from tests.events import (
 
 SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
 
-EVENT_BUILDERS = [
-    pytest.param(make_v1_event, id="apigw-v1"),
-    pytest.param(lambda **kw: make_v1_event(multi_value=True, **kw), id="apigw-v1-multi-value"),
-    pytest.param(make_v2_event, id="apigw-v2"),
-    pytest.param(make_alb_event, id="alb"),
-    pytest.param(lambda **kw: make_alb_event(multi_value=True, **kw), id="alb-multi-value"),
-    pytest.param(make_function_url_event, id="function-url"),
-]
 
-
-@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+@pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_handler_serves_users_for_every_event_shape(
     make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
 ) -> None:
@@ -103,7 +95,7 @@ def test_handler_answers_function_url_sample(lambda_handler: LambdaHandler, cont
     assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
 
 
-@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+@pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_handler_head_has_headers_and_no_body(
     make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
 ) -> None:
@@ -114,7 +106,7 @@ def test_handler_head_has_headers_and_no_body(
     assert response_headers(response)["content-length"] == str(len(SEED_NAMES))
 
 
-@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+@pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_handler_unknown_path_is_json_404(
     make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
 ) -> None:
@@ -125,7 +117,7 @@ def test_handler_unknown_path_is_json_404(
     assert json.loads(response["body"])["error"] == "not_found"
 
 
-@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+@pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_handler_wrong_method_is_json_405_with_allow(
     make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
 ) -> None:

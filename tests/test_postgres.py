@@ -27,23 +27,20 @@ from sqlalchemy.pool import QueuePool
 
 from app.config import Settings
 from app.db import ENGINE_KEY
+from bench.postgres_pool import simulate_containers
 from tests.conftest import FakeContext, count_connects, log_lines, point_handler_at
-from tests.events import make_alb_event, make_function_url_event, make_v1_event, make_v2_event, response_headers
+from tests.events import (
+    HTTP_EVENT_BUILDERS,
+    make_v1_event,
+    make_v2_event,
+    response_headers,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TEST_DATABASE = "users_api_test"
 NAMES = ["Alice", "Bob", "Zoë", "李雷", "O'Brien, Jr."]
 BODY = 'Alice,Bob,Zoë,李雷,"O\'Brien, Jr."'
-
-EVENT_BUILDERS = [
-    pytest.param(make_v1_event, id="apigw-v1"),
-    pytest.param(lambda **kw: make_v1_event(multi_value=True, **kw), id="apigw-v1-multi-value"),
-    pytest.param(make_v2_event, id="apigw-v2"),
-    pytest.param(make_alb_event, id="alb"),
-    pytest.param(lambda **kw: make_alb_event(multi_value=True, **kw), id="alb-multi-value"),
-    pytest.param(make_function_url_event, id="function-url"),
-]
 
 
 def _connectable(url: str) -> str | None:
@@ -165,7 +162,7 @@ def pg_handler(
     return point_handler_at(monkeypatch, handler_module, make_app(pg_settings))
 
 
-@pytest.mark.parametrize("make_event", EVENT_BUILDERS)
+@pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_postgres_serves_users_for_every_event_shape(
     make_event: Callable[..., dict[str, Any]], pg_handler: Callable[..., Any], context: FakeContext
 ) -> None:
@@ -295,58 +292,12 @@ def test_postgres_null_pool_keeps_no_connection_between_invocations(
     assert connects.count == 3
 
 
-CONTAINER_SCRIPT = """
-import sys
-import handler
-event = {"version": "2.0", "rawPath": "/users", "rawQueryString": "", "headers": {"host": "example.com"},
-         "requestContext": {"http": {"method": "GET", "path": "/users"}, "stage": "$default"}}
-class Context:
-    aws_request_id = "container"
-for _ in range(int(sys.argv[1])):
-    assert handler.handler(event, Context())["statusCode"] == 200
-print("served", flush=True)
-sys.stdin.read()  # stay alive, connection pooled, until the parent closes stdin
-"""
+def test_postgres_many_containers_hold_one_connection_each(database_url: URL, admin_url: str) -> None:
+    # 8 fresh interpreters, each importing the handler (default pool: 5 + 10 overflow) and
+    # serving 10 requests, then staying warm; the server sees one connection per container.
+    connections = simulate_containers(database_url, admin_url, containers=8, requests=10)
 
-
-def test_postgres_many_containers_hold_one_connection_each(
-    pg_settings: Settings, observer: Engine, application_name: str, tmp_path: Path
-) -> None:
-    containers = 8
-    assert pg_settings.database_url is not None
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DB_")},
-        "DATABASE_URL": pg_settings.database_url,
-        "LOG_LEVEL": "WARNING",
-    }
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", CONTAINER_SCRIPT, "10"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(containers)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            assert process.stdout.readline().strip() == "served"
-        open_connections = len(backend_pids(observer, application_name))
-    finally:
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.close()
-        for process in processes:
-            process.wait(timeout=60)
-            assert process.stdout is not None
-            process.stdout.close()
-
-    # Default pool: 5 + 10 overflow per container, but one request at a time uses one connection.
-    assert open_connections == containers
-    assert [process.returncode for process in processes] == [0] * containers
+    assert connections == 8
 
 
 def test_postgres_driver_not_imported_by_sqlite_cold_start(tmp_path: Path) -> None:
