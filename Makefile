@@ -1,13 +1,30 @@
-# Two commands do all the set-up on a fresh machine (Python 3.11 + pip):
+# Two commands do all the set-up on a fresh machine (Python 3.13, as serverless.yml's runtime, + pip):
 #   make run    serve the API on the bundled SQLite database at http://127.0.0.1:5000/users
 #   make test   install what the tests need, then ruff, mypy and pytest
 #   make bench  (optional) install the benchmark group, run bench/ (~2 min), write bench/RESULTS.md + warm.png
 # All three create .venv on first use and reinstall only when the dependency files change.
 
+# The Lambda runtime's Python (serverless.yml `runtime: python3.13`; .python-version tells pyenv).
 PYTHON ?= python3
+PYTHON_VERSION := $(shell cat .python-version)
 VENV := .venv
 BIN := $(VENV)/bin
 PIP_VERSION := 25.3
+
+# Stop at once, in one line, on the wrong interpreter: a venv of another Python would test what
+# Lambda does not run (and pip would fail later with a long traceback).
+_found_python := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+_venv_python := $(shell [ -x $(BIN)/python ] && $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifneq ($(MAKECMDGOALS),clean)
+ifneq ($(_found_python),$(PYTHON_VERSION))
+$(error Python $(PYTHON_VERSION) is needed (serverless.yml runtime python$(PYTHON_VERSION)) but '$(PYTHON)' is $(or $(_found_python),not found): install it (pyenv install $(PYTHON_VERSION)) or run make PYTHON=/path/to/python$(PYTHON_VERSION))
+endif
+ifneq ($(_venv_python),)
+ifneq ($(_venv_python),$(PYTHON_VERSION))
+$(error .venv runs Python $(_venv_python), not $(PYTHON_VERSION): remove it (make clean) and run make again)
+endif
+endif
+endif
 
 .PHONY: run test check lint typecheck pytest node-deps bench db db-check clean
 

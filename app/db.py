@@ -112,7 +112,7 @@ def create_db_engine(settings: Settings, url: URL | None = None) -> Engine:
     )
 
 
-def read_with_reconnect(engine: Engine, read: Callable[[Connection], T]) -> T:
+def read_with_reconnect[T](engine: Engine, read: Callable[[Connection], T]) -> T:
     """Run an idempotent read on a pooled connection, once more on a fresh one if the first was dead.
 
     A frozen Lambda container keeps its pooled connections while the server, a proxy or a NAT

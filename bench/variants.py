@@ -61,6 +61,9 @@ class FloorHandler:
         uri = f"file:{quote(str(db_path))}?mode=ro"
         self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
 
+    def close(self) -> None:
+        self._connection.close()
+
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         if event.get("httpMethod") != "GET" or event.get("path") != USERS_PATH:
             return {"statusCode": 404, "headers": {}, "body": "", "isBase64Encoded": False}

@@ -6,6 +6,7 @@ what the benchmarks compute and compare is right.
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ def test_bench_floor_answers_exactly_like_the_handler(
     expected = lambda_handler(event, context)
 
     # WHEN the floor serves the same REST v1 event
-    response = FloorHandler(settings.sqlite_copy_path)(event, context)
+    with contextlib.closing(FloorHandler(settings.sqlite_copy_path)) as floor:
+        response = floor(event, context)
 
     # THEN the whole proxy response is the same
     assert response == expected
@@ -100,7 +102,8 @@ def test_bench_floor_answers_exactly_like_the_handler(
 
 def test_bench_floor_answers_404_off_its_route(app: Flask, settings: Settings) -> None:
     # GIVEN the app, which made the /tmp copy; WHEN the floor gets another path; THEN 404
-    response = FloorHandler(settings.sqlite_copy_path)(make_v1_event(path="/other"), None)
+    with contextlib.closing(FloorHandler(settings.sqlite_copy_path)) as floor:
+        response = floor(make_v1_event(path="/other"), None)
 
     assert response["statusCode"] == 404
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def test_build_db_contains_seed_rows_in_id_order(tmp_path: Path) -> None:
 
     build_db.build(out)
 
-    with sqlite3.connect(out) as connection:
+    with contextlib.closing(sqlite3.connect(out)) as connection, connection:
         rows = connection.execute("SELECT id, name FROM users ORDER BY rowid").fetchall()
     connection.close()
     assert rows == build_db.read_seed(build_db.SEED_PATH)
@@ -40,7 +41,7 @@ def test_build_db_contains_seed_rows_in_id_order(tmp_path: Path) -> None:
 def test_build_db_check_fails_on_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     drifted = tmp_path / "users.db"
     build_db.build(drifted)
-    with sqlite3.connect(drifted) as connection:
+    with contextlib.closing(sqlite3.connect(drifted)) as connection, connection:
         connection.execute("INSERT INTO users (name) VALUES ('Hand-edited')")
     connection.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import sqlite3
@@ -318,7 +319,7 @@ def test_handler_returns_connection_to_pool_when_query_fails(
     connects = count_connects(handler_module.engine)
     assert handler(make_v1_event(), context)["body"] == "Zed"
 
-    with sqlite3.connect(db_path) as connection:
+    with contextlib.closing(sqlite3.connect(db_path)) as connection, connection:
         connection.execute("ALTER TABLE users RENAME TO people")
     connection.close()
 

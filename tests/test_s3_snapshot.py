@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ def _download(
 
 
 def _names(path: Path) -> list[str]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection, connection:
         names = [row[0] for row in connection.execute("SELECT name FROM users ORDER BY id")]
     connection.close()
     return names
@@ -103,7 +104,7 @@ def _truncated_database(make_users_db: MakeUsersDb) -> bytes:
 
 def _database_without_users(make_users_db: MakeUsersDb) -> bytes:
     path = make_users_db(["x"], filename="people.db")
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("ALTER TABLE users RENAME TO people")
     connection.close()
     return path.read_bytes()
@@ -240,7 +241,7 @@ def test_download_snapshot_wal_mode_database_leaves_no_sidecars(
     put_snapshot: PutSnapshot, make_users_db: MakeUsersDb, tmp_path: Path
 ) -> None:
     path = make_users_db(["Ann"], filename="wal.db")
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("PRAGMA journal_mode=WAL")
     connection.close()
     put_snapshot(body=path.read_bytes())

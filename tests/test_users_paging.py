@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -36,7 +37,7 @@ FORMATS = [
 @pytest.fixture(scope="module")
 def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("small") / "users.db"
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         connection.executemany("INSERT INTO users (name) VALUES (?)", [(name,) for name in SMALL_NAMES])
     connection.close()
@@ -135,7 +136,7 @@ WORST_CASE_NAMES = ["\x01" * 500 + "🚀" * 250 + str(i) for i in range(2_000)]
 @pytest.fixture(scope="module")
 def worst_case_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("worst") / "users.db"
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         connection.executemany("INSERT INTO users (name) VALUES (?)", [(name,) for name in WORST_CASE_NAMES])
     connection.close()
@@ -165,7 +166,7 @@ def test_users_name_too_large_for_alb_is_json_500_not_a_502(
 ) -> None:
     # GIVEN a name of 1.1 MB between two short ones
     path = tmp_path / "users.db"
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         connection.executemany("INSERT INTO users (name) VALUES (?)", [("ok",), ("x" * 1_100_000,), ("after",)])
     connection.close()
@@ -249,7 +250,7 @@ def test_users_bad_parameters_are_json_400_and_leave_everything_intact(
     assert response_headers(response)["content-type"] == "application/json"
     assert json.loads(response["body"]) == {"error": error, "message": message}
     assert handler_module.engine.pool.checkedout() == 0
-    with sqlite3.connect(small_db) as connection:
+    with contextlib.closing(sqlite3.connect(small_db)) as connection, connection:
         assert connection.execute("SELECT count(*) FROM users").fetchone() == (len(SMALL_NAMES),)
     connection.close()
 
