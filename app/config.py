@@ -66,7 +66,8 @@ class Settings:
     # Not in repr: it may hold a password, and a repr ends up in tracebacks and test output.
     database_url: str | None = field(default=None, repr=False)
     bundled_db_path: Path = DEFAULT_BUNDLED_DB_PATH
-    sqlite_copy_path: Path = Path("/tmp") / DEFAULT_SQLITE_COPY_NAME
+    # Lambda's only writable directory (tempfile honours TMPDIR elsewhere).
+    sqlite_copy_path: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / DEFAULT_SQLITE_COPY_NAME)
     pool_size: int = 5
     max_overflow: int = 10
     # Seconds to wait for a pooled connection before answering 503. Lambda serves one
@@ -78,10 +79,7 @@ class Settings:
     # None: on for network databases, off for SQLite (a local file cannot drop a connection).
     pool_pre_ping: bool | None = None
     log_level: str = "INFO"
-    # Read by serverless-wsgi itself on every request; validated here so a typo fails the init.
-    strip_stage_path: bool = False
-    api_gateway_base_path: str | None = None
-    # Largest `limit` GET /users accepts. Pages are also cut by size (app/response_limits.py).
+    # Largest `limit` GET /users accepts. Pages are also cut by size (app/web/pages.py).
     max_page_limit: int = 10_000
     # Serve a SQLite snapshot downloaded from S3 at cold start instead of the bundled file.
     db_snapshot_s3_uri: S3Location | None = None
@@ -100,25 +98,30 @@ class Settings:
         """Parse settings from `environ` (default: `os.environ`); raise SettingsError on bad values."""
         env = os.environ if environ is None else environ
         reader = _Reader(env)
+        default = cls()  # the field defaults above are the only place defaults are written
         settings = cls(
             database_url=reader.database_url("DATABASE_URL"),
-            bundled_db_path=reader.path("BUNDLED_DB_PATH", DEFAULT_BUNDLED_DB_PATH),
-            sqlite_copy_path=reader.path("SQLITE_COPY_PATH", Path(tempfile.gettempdir()) / DEFAULT_SQLITE_COPY_NAME),
-            pool_size=reader.integer("DB_POOL_SIZE", 5, minimum=1),
-            max_overflow=reader.integer("DB_MAX_OVERFLOW", 10, minimum=0),
-            pool_timeout=reader.positive_float("DB_POOL_TIMEOUT", 10.0),
-            pool_recycle=reader.integer("DB_POOL_RECYCLE", 300, minimum=-1),
-            pool_pre_ping=reader.boolean("DB_POOL_PRE_PING", None),
-            log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
-            strip_stage_path=bool(reader.boolean("STRIP_STAGE_PATH", False)),
-            api_gateway_base_path=reader.base_path("API_GATEWAY_BASE_PATH"),
-            max_page_limit=reader.integer("MAX_PAGE_LIMIT", 10_000, minimum=1),
+            bundled_db_path=reader.path("BUNDLED_DB_PATH", default.bundled_db_path),
+            sqlite_copy_path=reader.path("SQLITE_COPY_PATH", default.sqlite_copy_path),
+            pool_size=reader.integer("DB_POOL_SIZE", default.pool_size, minimum=1),
+            max_overflow=reader.integer("DB_MAX_OVERFLOW", default.max_overflow, minimum=0),
+            pool_timeout=reader.positive_float("DB_POOL_TIMEOUT", default.pool_timeout),
+            pool_recycle=reader.integer("DB_POOL_RECYCLE", default.pool_recycle, minimum=-1),
+            pool_pre_ping=reader.boolean("DB_POOL_PRE_PING", default.pool_pre_ping),
+            log_level=reader.choice("LOG_LEVEL", default.log_level, LOG_LEVELS),
+            max_page_limit=reader.integer("MAX_PAGE_LIMIT", default.max_page_limit, minimum=1),
             db_snapshot_s3_uri=reader.s3_location("DB_SNAPSHOT_S3_URI"),
-            db_snapshot_refresh_seconds=reader.integer("DB_SNAPSHOT_REFRESH_SECONDS", 0, minimum=0),
+            db_snapshot_refresh_seconds=reader.integer(
+                "DB_SNAPSHOT_REFRESH_SECONDS", default.db_snapshot_refresh_seconds, minimum=0
+            ),
             database_secret_arn=reader.pattern("DATABASE_SECRET_ARN", _SECRET_ARN, "a Secrets Manager secret ARN"),
             database_url_ssm_parameter=reader.ssm_parameter("DATABASE_URL_SSM_PARAMETER"),
-            db_pool=reader.keyword("DB_POOL", "queue", POOL_KINDS),
+            db_pool=reader.keyword("DB_POOL", default.db_pool, POOL_KINDS),
         )
+        # Read by serverless-wsgi itself on every request, not by us: validated here only, so
+        # that a typo fails the cold start instead of quietly changing every URL.
+        reader.boolean("STRIP_STAGE_PATH", None)
+        reader.base_path("API_GATEWAY_BASE_PATH")
         _check_combinations(settings)
         return settings
 

@@ -23,7 +23,6 @@ __all__ = [
     "configure_logging",
     "current_invocation",
     "forget_redactions",
-    "log_fields",
     "redact",
     "write_invocation_line",
 ]
@@ -103,27 +102,15 @@ def _utc_second(epoch_second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_second))
 
 
-def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
-    """Write the line `logger.log(level, message, extra={"fields": fields})` would, straight to stdout.
-
-    For the one line every invocation writes: the same JSON, level check and masking, without
-    a LogRecord, handler locks and the caller lookup, which cost ~25 µs of a ~250 µs warm
-    invocation (bench/). Handlers added to the logger do not see these lines.
-    """
-    if logger.isEnabledFor(level):
-        line = _json_line(time.time(), logging.getLevelName(level), logger.name, message, fields)
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()  # Lambda may freeze the container right after the response
-
-
-# The per-invocation line, pre-laid out: the same keys, order and JSON as `_json_line` gives
-# for these fields (tests/test_logs.py checks it), at half the cost (~15 µs less per warm
-# invocation, bench/) because only its few strings go through the JSON encoder.
+# The per-invocation line, pre-laid out: the same keys, order and JSON as JsonFormatter gives
+# for these fields (tests/test_logs.py checks it). The one fast path: every invocation pays
+# for this line, and only its few strings go through the JSON encoder, which halves its cost
+# (bench/RESULTS.md, "where the time goes").
 _INVOCATION_LINE: str = (
     '{"time": "%s.%03dZ", "level": "INFO", "logger": %s, "message": "invocation", "request_id": %s, '
-    '"cold_start": %s, "source": %s, "method": %s, "path": %s, "status": %s, "duration_ms": %s, '
-    '"pool_size": %d, "pool_checked_out": %d, "pool_overflow": %d}\n'
+    '"cold_start": %s, "source": %s, "method": %s, "path": %s, "status": %s, "duration_ms": %s%s}\n'
 )
+_POOL_FIELDS: str = ', "pool_size": %d, "pool_checked_out": %d, "pool_overflow": %d'
 
 
 def _scalar(value: str | int | bool | None) -> str:
@@ -136,6 +123,14 @@ def _scalar(value: str | int | bool | None) -> str:
     return str(int(value))
 
 
+def _pool_fields(pool: tuple[int, int, int] | str | None) -> str:
+    if pool is None:
+        return ""
+    if isinstance(pool, str):
+        return ', "pool": ' + _encode_string(pool)
+    return _POOL_FIELDS % pool
+
+
 def write_invocation_line(
     logger: logging.Logger,
     *,
@@ -144,9 +139,17 @@ def write_invocation_line(
     path: str | None,
     status: int | None,
     duration_ms: float,
-    pool: tuple[int, int, int],
+    pool: tuple[int, int, int] | str | None,
 ) -> None:
-    """Write the INFO line that closes an invocation: what `log_fields` would, for a queue pool's figures."""
+    """Write the INFO line that closes an invocation straight to stdout.
+
+    `pool` is a queue pool's (size, checked out, overflow), another pool's class name, or
+    None when there is no engine yet.
+
+    The same JSON, level check and masking as `logger.info("invocation", extra={"fields": ...})`,
+    without a LogRecord, handler locks and the caller lookup. Handlers added to the logger do
+    not see this line.
+    """
     if not logger.isEnabledFor(logging.INFO):
         return
     now = time.time()
@@ -161,7 +164,7 @@ def write_invocation_line(
         _scalar(path),
         _scalar(status),
         repr(duration_ms),
-        *pool,
+        _pool_fields(pool),
     )
     for form in _redacted_forms:
         line = line.replace(form, REDACTED)

@@ -50,7 +50,7 @@ imported = time.perf_counter()
 assert not any(m.split(".")[0] in ("boto3", "botocore") for m in sys.modules), "boto3 on the default path"
 import boto3
 boto3_imported = time.perf_counter()
-from app import aws
+from app.storage import aws
 aws.client("s3")
 first_client = time.perf_counter()
 print(json.dumps({"import handler (default)": imported - started, "+ import boto3": boto3_imported - imported,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.sqlite_bundle import ensure_local_copy
+from app.storage.bundle import ensure_local_copy
 from bench.workload import REPO_ROOT, USERS_EVENT_PATH, build_filler_db, build_users_db, handler_environ
 
 __all__ = [

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app.storage import DATABASE_KEY
 from bench.variants import import_handler
 from bench.workload import REPO_ROOT, FakeContext, load_users_event
 
@@ -57,7 +58,7 @@ def profile(calls: int, top: int) -> dict[str, Any]:
         for _ in range(calls):
             module.handler(event, context)
         profiler.disable()
-        module.engine.dispose()
+        module.app.extensions[DATABASE_KEY].dispose()
 
     stats = pstats.Stats(profiler)
     entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]

@@ -33,11 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from flask import Flask
 
-from app.cursor import encode_cursor  # noqa: E402
+from app import create_app
+from app.adapter import LambdaHandler, make_handler
+from app.config import Settings
+from app.storage import DATABASE_KEY
+from app.web.cursor import encode_cursor
+from bench.workload import REPO_ROOT
 
 SIZES: tuple[int, ...] = (1_000, 100_000, 1_000_000)
 PAGE_LIMIT: int = 1_000
@@ -67,7 +70,7 @@ def build_users_db(path: Path, count: int) -> None:
 
 def rest_event(query: dict[str, str] | None) -> dict[str, Any]:
     """The captured REST v1 sample, asking for /users with `query`."""
-    sample = json.loads((ROOT / "events" / "rest-v1.json").read_text(encoding="utf-8"))
+    sample = json.loads((REPO_ROOT / "events" / "rest-v1.json").read_text(encoding="utf-8"))
     event: dict[str, Any] = copy.deepcopy(sample)
     event["queryStringParameters"] = query
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
@@ -82,31 +85,23 @@ def page_events(size: int, count: int, rng: random.Random) -> list[dict[str, Any
     ]
 
 
-def load_handler(database: Path) -> Any:
+def load_handler(database: Path) -> LambdaHandler:
     """Import `handler` as Lambda does, on `database`, with the per-invocation log line off."""
     os.environ["DATABASE_URL"] = f"sqlite:///{database}"
     os.environ["LOG_LEVEL"] = "WARNING"
     import handler
 
-    return handler  # Any: the benchmark swaps its module globals, as a new container would have them
+    return handler.handler
 
 
-def serve_from(handler: Any, database: Path) -> None:
-    """Make `handler.handler` serve `database` (a container started on it), keeping the module."""
-    from app import create_app
-    from app.config import Settings
-    from app.db import ENGINE_KEY
-    from app.invocation import InvocationRecorder
-
-    application = create_app(Settings(database_url=f"sqlite:///{database}", log_level="WARNING"))
-    handler.app = application
-    handler.engine = application.extensions[ENGINE_KEY]
-    handler.invocations = InvocationRecorder(application)
+def app_for(database: Path) -> Flask:
+    """The app of a container started on `database`, with its own pool."""
+    return create_app(Settings(database_url=f"sqlite:///{database}", log_level="WARNING"))
 
 
-def timed(handler: Any, event: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+def timed(handler: LambdaHandler, event: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
-    response: dict[str, Any] = handler.handler(event, _Context())
+    response: dict[str, Any] = handler(event, _Context())
     elapsed = time.perf_counter() - started
     assert response["statusCode"] == 200, response.get("body", "")[:200]
     return elapsed, response
@@ -115,26 +110,19 @@ def timed(handler: Any, event: dict[str, Any]) -> tuple[float, dict[str, Any]]:
 def measure_latency(databases: dict[int, Path], rounds: int) -> dict[int, dict[str, float]]:
     """Interleaved rounds: per size, median/p90 of limit=1000 pages and the default first page."""
     rng = random.Random(4)
-    handler = load_handler(databases[SIZES[0]])
-    containers: dict[int, tuple[Any, Any, Any]] = {}
-    for size, database in databases.items():
-        serve_from(handler, database)
-        containers[size] = (handler.app, handler.engine, handler.invocations)
+    apps = {size: app_for(database) for size, database in databases.items()}
+    # Built the way handler.py builds `handler.handler`.
+    containers = {size: make_handler(app) for size, app in apps.items()}
     events = {size: page_events(size, 64, rng) for size in SIZES}
 
-    def use(size: int) -> None:
-        handler.app, handler.engine, handler.invocations = containers[size]
-
     for size in SIZES:  # warm: pools, statement caches
-        use(size)
         for event in events[size][:20]:
-            timed(handler, event)
+            timed(containers[size], event)
 
     page_times: dict[int, list[float]] = {size: [] for size in SIZES}
     for round_number in range(rounds):
         for size in rng.sample(SIZES, len(SIZES)):
-            use(size)
-            elapsed, response = timed(handler, events[size][round_number % 64])
+            elapsed, response = timed(containers[size], events[size][round_number % 64])
             assert response["body"].count(",") == PAGE_LIMIT - 1
             page_times[size].append(elapsed)
 
@@ -143,13 +131,12 @@ def measure_latency(databases: dict[int, Path], rounds: int) -> dict[int, dict[s
     default_shape: dict[int, tuple[int, int]] = {}
     for _ in range(max(3, rounds // 80)):
         for size in rng.sample(SIZES, len(SIZES)):
-            use(size)
-            elapsed, response = timed(handler, default_event)
+            elapsed, response = timed(containers[size], default_event)
             default_times[size].append(elapsed)
             default_shape[size] = (response["body"].count(",") + 1, len(json.dumps(response)))
 
-    for size in SIZES:
-        containers[size][1].dispose()
+    for app in apps.values():
+        app.extensions[DATABASE_KEY].dispose()
     return {
         size: {
             "page_median_us": statistics.median(page_times[size]) * 1e6,
@@ -193,11 +180,11 @@ def measure_rss(databases: dict[int, Path]) -> dict[int, dict[str, int]]:
     results = {}
     for size, database in databases.items():
         completed = subprocess.run(
-            [sys.executable, __file__, "--child-rss", str(database), str(size)],
+            [sys.executable, "-m", "bench.pagination", "--child-rss", str(database), str(size)],
             capture_output=True,
             text=True,
             check=True,
-            cwd=ROOT,
+            cwd=REPO_ROOT,
         )
         results[size] = json.loads(completed.stdout.strip().splitlines()[-1])
     return results

@@ -25,9 +25,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from app import create_app
+from app.adapter import make_handler
 from app.config import Settings
 from bench.timing import check_same_body, run_interleaved, summarise
-from bench.variants import Variant, app_with_engine_per_request, pointing
+from bench.variants import Variant, app_with_engine_per_request
 from bench.workload import FakeContext, load_users_event
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,25 +88,21 @@ def warm_variants(module: ModuleType, url: URL) -> list[Variant]:
             "pooled",
             "handler.handler, pooled engine (QueuePool)",
             module.handler,
-            activate=pointing(module, module.app),
         ),
         Variant(
             "pooled_no_ping",
             "handler.handler, pooled, DB_POOL_PRE_PING=false",
-            module.handler,
-            activate=pointing(module, create_app(replace(settings, pool_pre_ping=False))),
+            make_handler(create_app(replace(settings, pool_pre_ping=False))),
         ),
         Variant(
             "nullpool",
             "handler.handler, DB_POOL=null (NullPool)",
-            module.handler,
-            activate=pointing(module, create_app(replace(settings, db_pool="null"))),
+            make_handler(create_app(replace(settings, db_pool="null"))),
         ),
         Variant(
             "engine_per_request",
             "handler.handler, engine created per request",
-            module.handler,
-            activate=pointing(module, app_with_engine_per_request(settings)),
+            make_handler(app_with_engine_per_request(settings)),
         ),
     ]
 

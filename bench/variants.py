@@ -1,8 +1,7 @@
 """The handlers compared warm, each a `(event, context) -> response` callable on the same database.
 
-The project's own variants all go through the real `handler.handler`: before each batch the
-bench points the handler module's globals (`app`, `engine`, `invocations`) at the variant's
-app, the way tests/conftest.py `point_handler_at` does, so no copy of the handler can drift.
+The project's own variants are built with `make_handler`, the function handler.py builds
+`handler.handler` with, around apps made by `create_app`: no copy of the handler can drift.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,18 +19,18 @@ from urllib.parse import quote
 
 import serverless_wsgi
 from flask import Flask, Response
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine
 
 from app import create_app
+from app.adapter import make_handler
 from app.config import Settings
-from app.db import ENGINE_KEY, create_db_engine, database_url, fetch_users_after
-from app.invocation import InvocationRecorder
 from app.logs import LOGGER_NAME
-from app.pagination import FETCH_CHUNK_ROWS
+from app.storage import DATABASE_KEY, Database
+from app.storage.queries import fetch_users_after
+from app.web.pages import FETCH_CHUNK_ROWS
 from bench.workload import USERS_PATH, build_users_db, handler_environ
 
-__all__ = ["FloorHandler", "Variant", "app_with_engine_per_request", "import_handler", "pointing", "warm_variants"]
+__all__ = ["FloorHandler", "Variant", "app_with_engine_per_request", "engine_of", "import_handler", "warm_variants"]
 
 Serve = Callable[[dict[str, Any], Any], Any]
 _SELECT_NAMES: str = "SELECT name FROM users ORDER BY rowid"
@@ -93,15 +92,11 @@ def import_handler(workdir: Path, rows: int) -> ModuleType:
     return importlib.import_module("handler")
 
 
-def pointing(module: ModuleType, app: Flask) -> Callable[[], None]:
-    """An `activate` hook making `module.handler` serve `app` (a recorder per app keeps cold_start apart)."""
-    engine: Engine = app.extensions[ENGINE_KEY]
-    recorder = InvocationRecorder(app)
-
-    def point() -> None:
-        vars(module).update(app=app, engine=engine, invocations=recorder)
-
-    return point
+def engine_of(app: Flask) -> Engine:
+    """The engine `app` serves from (its Database owns it)."""
+    database: Database = app.extensions[DATABASE_KEY]
+    assert database.engine is not None
+    return database.engine
 
 
 def _first_page(engine: Engine) -> list[str]:
@@ -110,23 +105,17 @@ def _first_page(engine: Engine) -> list[str]:
         return [row[1] for row in fetch_users_after(conn, None, FETCH_CHUNK_ROWS)]
 
 
-def _app_with_null_pool(settings: Settings) -> Flask:
-    app = create_app(settings)
-    app.extensions[ENGINE_KEY].dispose()
-    app.extensions[ENGINE_KEY] = create_engine(database_url(settings), poolclass=NullPool)
-    return app
-
-
 def app_with_engine_per_request(settings: Settings) -> Flask:
+    """The app, but a new Database (engine and pool) for every request, disposed after it: the anti-pattern."""
     app = create_app(settings)
 
     @app.before_request
-    def _new_engine() -> None:
-        app.extensions[ENGINE_KEY] = create_db_engine(settings)
+    def _new_database() -> None:
+        Database.open(settings).init_app(app)
 
     @app.teardown_request
-    def _dispose_engine(_: BaseException | None) -> None:
-        app.extensions[ENGINE_KEY].dispose()
+    def _dispose_database(_: BaseException | None) -> None:
+        app.extensions[DATABASE_KEY].dispose()
 
     return app
 
@@ -145,37 +134,26 @@ def _set_log_level(level: int) -> Callable[[], None]:
     return lambda: logging.getLogger(LOGGER_NAME).setLevel(level)
 
 
-def _then(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
-    def both() -> None:
-        first()
-        second()
-
-    return both
-
-
 def warm_variants(module: ModuleType, floor: FloorHandler) -> list[Variant]:
     """Every warm variant, the project's handler second; all share the handler module's database copy."""
     import apig_wsgi  # bench dependency group; imported here so the tests need not install it
 
     settings = Settings.from_env()
     pooled_app: Flask = module.app
-    point_at_pooled = pointing(module, pooled_app)
     hello = _hello_app()
-    pooled_engine: Engine = module.engine
+    pooled_engine = engine_of(pooled_app)
     return [
         Variant("floor", "floor: sqlite3 + hand-built response", floor),
-        Variant("handler", "handler.handler (pooled engine)", module.handler, activate=point_at_pooled),
+        Variant("handler", "handler.handler (pooled engine)", module.handler),
         Variant(
             "nullpool",
             "handler.handler, NullPool",
-            module.handler,
-            activate=pointing(module, _app_with_null_pool(settings)),
+            make_handler(create_app(replace(settings, db_pool="null"))),
         ),
         Variant(
             "engine_per_request",
             "handler.handler, engine per request",
-            module.handler,
-            activate=pointing(module, app_with_engine_per_request(settings)),
+            make_handler(app_with_engine_per_request(settings)),
         ),
         Variant("apig_wsgi", "same app under apig-wsgi (pooled)", apig_wsgi.make_lambda_handler(pooled_app)),
         Variant(
@@ -187,7 +165,7 @@ def warm_variants(module: ModuleType, floor: FloorHandler) -> list[Variant]:
             "handler_quiet",
             "handler.handler, LOG_LEVEL=WARNING (no invocation line)",
             module.handler,
-            activate=_then(point_at_pooled, _set_log_level(logging.WARNING)),
+            activate=_set_log_level(logging.WARNING),
             deactivate=_set_log_level(logging.INFO),
         ),
         Variant(

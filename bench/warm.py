@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from app.storage import DATABASE_KEY
 from bench.timing import check_same_body, run_interleaved, summarise
 from bench.variants import FloorHandler, Variant, import_handler, warm_variants
 from bench.workload import FakeContext, load_users_event
@@ -51,7 +52,7 @@ def run(suite: str, rows: int, rounds: int, calls: int, warmup: int) -> dict[str
         variants = warm_variants(module, floor) if suite == "variants" else _gc_variants(module.handler)
         body = check_same_body([Variant("floor", "floor", floor), *variants], event, context)
         samples = run_interleaved(variants, event, context, rounds=rounds, calls=calls, warmup=warmup)
-        module.engine.dispose()
+        module.app.extensions[DATABASE_KEY].dispose()
     return {
         "suite": suite,
         "rows": rows,

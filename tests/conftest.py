@@ -1,37 +1,28 @@
-"""Fixtures: temp databases, apps on them, and `handler.handler` pointed at them."""
+"""Fixtures: temp databases, apps on them, and Lambda handlers made for them with `make_handler`."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from moto import mock_aws
-from moto.core import enable_iam_authentication
 from sqlalchemy import Engine, event
+from sqlalchemy.pool import QueuePool
 
-from app import aws as aws_module
 from app import create_app
+from app.adapter import LambdaHandler, make_handler
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
-from app.db import ENGINE_KEY
-from app.invocation import InvocationRecorder
 from app.logs import forget_redactions
-from app.snapshot_database import SNAPSHOT_KEY
+from app.storage import DATABASE_KEY, Database
 
 MakeUsersDb = Callable[..., Path]
-LambdaHandler = Callable[[Any, Any], dict[str, Any]]
 
 
 @dataclass
@@ -75,13 +66,6 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
             monkeypatch.delenv(name)
 
 
-@pytest.fixture
-def aws() -> Iterator[None]:
-    """moto's `mock_aws` for one test: clients made inside it (never at import) talk to moto."""
-    with mock_aws():
-        yield
-
-
 @pytest.fixture(autouse=True)
 def _forget_redactions() -> Iterator[None]:
     # Secrets registered by one test must not mask another test's log lines.
@@ -110,16 +94,29 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(bundled_db_path=DEFAULT_BUNDLED_DB_PATH, sqlite_copy_path=tmp_path / "lambda-tmp" / "users.db")
 
 
+def engine_of(application: Flask) -> Engine:
+    """The engine `application` serves from now (its Database owns it)."""
+    database: Database = application.extensions[DATABASE_KEY]
+    assert database.engine is not None, "no database loaded"
+    return database.engine
+
+
+def queue_pool(engine: Engine) -> QueuePool:
+    """The engine's pool, which must be a QueuePool (the default)."""
+    assert isinstance(engine.pool, QueuePool)
+    return engine.pool
+
+
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     yield application
-    application.extensions[ENGINE_KEY].dispose()
+    application.extensions[DATABASE_KEY].dispose()
 
 
 @pytest.fixture
 def make_app() -> Iterator[Callable[..., Flask]]:
-    """Factory for apps with custom settings (and `clock=`); their engines are disposed afterwards."""
+    """Factory for apps with custom settings (and `clock=`); their databases are disposed afterwards."""
     created: list[Flask] = []
 
     def make(custom: Settings, **options: Any) -> Flask:
@@ -129,11 +126,7 @@ def make_app() -> Iterator[Callable[..., Flask]]:
 
     yield make
     for application in created:
-        snapshot = application.extensions.get(SNAPSHOT_KEY)
-        if snapshot is not None:
-            snapshot.close()
-        else:
-            application.extensions[ENGINE_KEY].dispose()
+        application.extensions[DATABASE_KEY].dispose()
 
 
 @pytest.fixture
@@ -147,47 +140,44 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
-def handler_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
-    """`handler`, imported once as Lambda would, with its /tmp copy in a temp dir."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SQLITE_COPY_PATH", str(tmp_path_factory.mktemp("lambda-tmp") / "users.db"))
-        patch.delenv("DATABASE_URL", raising=False)
-        module = importlib.import_module("handler")
-    yield module
-    module.engine.dispose()
+@pytest.fixture
+def served_apps() -> list[Flask]:
+    """The apps behind the handlers `serve_db` and `lambda_handler` made in this test, in order."""
+    return []
 
 
-def point_handler_at(monkeypatch: pytest.MonkeyPatch, module: ModuleType, application: Flask) -> LambdaHandler:
-    """Make `module.handler` serve `application`, as if the container had been started with it.
+@pytest.fixture
+def served_engine(served_apps: list[Flask]) -> Callable[[], Engine]:
+    """The engine of the app behind the handler made last (to check its pool after invocations)."""
+    return lambda: engine_of(served_apps[-1])
 
-    `module.engine` follows: handler.py looks it up on the app at each access.
-    """
-    monkeypatch.setattr(module, "app", application)
-    monkeypatch.setattr(module, "invocations", InvocationRecorder(application))
-    handler: LambdaHandler = module.handler
-    return handler
+
+@pytest.fixture
+def serve_app(served_apps: list[Flask]) -> Callable[[Flask], LambdaHandler]:
+    """Factory: the handler of a fresh container serving `application` (see `served_engine`)."""
+
+    def serve(application: Flask) -> LambdaHandler:
+        served_apps.append(application)
+        return make_handler(application)
+
+    return serve
 
 
 @pytest.fixture
 def serve_db(
     make_app: Callable[[Settings], Flask],
     sqlite_settings: Callable[[Path], Settings],
-    monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
+    serve_app: Callable[[Flask], LambdaHandler],
 ) -> Callable[..., LambdaHandler]:
-    """Factory: `handler.handler` serving the SQLite file `path`, with Settings fields overridden."""
-
-    def serve(path: Path, **overrides: Any) -> LambdaHandler:
-        return point_handler_at(monkeypatch, handler_module, make_app(replace(sqlite_settings(path), **overrides)))
-
-    return serve
+    """Factory: a fresh container's handler serving the SQLite file `path`, with Settings fields overridden."""
+    return lambda path, **overrides: serve_app(make_app(replace(sqlite_settings(path), **overrides)))
 
 
 @pytest.fixture
-def lambda_handler(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, app: Flask) -> LambdaHandler:
-    """`handler.handler` on a fresh container: the `app` fixture, cold-start flag set."""
-    return point_handler_at(monkeypatch, handler_module, app)
+def lambda_handler(app: Flask, served_apps: list[Flask]) -> LambdaHandler:
+    """The Lambda handler of a fresh container serving the `app` fixture (cold-start flag set)."""
+    served_apps.append(app)
+    return make_handler(app)
 
 
 @pytest.fixture
@@ -215,87 +205,3 @@ def count_connects(engine: Engine) -> ConnectCounter:
 def log_lines(captured_out: str) -> list[dict[str, Any]]:
     """Parse captured stdout: every line must be a JSON object."""
     return [json.loads(line) for line in captured_out.splitlines() if line.strip()]
-
-
-# --- AWS (moto) -------------------------------------------------------------------------
-
-SNAPSHOT_BUCKET = "users-api-snapshots"
-SNAPSHOT_OBJECT_KEY = "prod/users.db"
-
-
-@dataclass
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    now: float = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def s3_client(aws: None) -> Any:
-    """A moto S3 client with the snapshot bucket created (us-east-1)."""
-    client = boto3.client("s3", region_name="us-east-1")
-    client.create_bucket(Bucket=SNAPSHOT_BUCKET)
-    return client
-
-
-@pytest.fixture
-def put_snapshot(s3_client: Any, make_users_db: MakeUsersDb) -> Callable[..., dict[str, Any]]:
-    """Upload a users database holding `names` (or raw `body` bytes); return the PutObject response."""
-    uploads = iter(range(1_000))
-
-    def put(names: Sequence[str] = (), *, body: bytes | None = None, key: str = SNAPSHOT_OBJECT_KEY) -> dict[str, Any]:
-        if body is None:
-            body = make_users_db(names, filename=f"upload-{next(uploads)}.db").read_bytes()
-        response: dict[str, Any] = s3_client.put_object(Bucket=SNAPSHOT_BUCKET, Key=key, Body=body)
-        return response
-
-    return put
-
-
-@pytest.fixture
-def aws_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Counts AWS operations (e.g. calls["GetObject"]) made by clients from `app.aws.client`."""
-    calls: Counter[str] = Counter()
-    real_client = aws_module.client
-
-    def counting_client(service_name: str, **options: Any) -> Any:
-        client = real_client(service_name, **options)
-
-        def count(model: Any, **_: Any) -> None:
-            calls[model.name] += 1
-
-        client.meta.events.register("before-call", count)
-        return client
-
-    monkeypatch.setattr(aws_module, "client", counting_client)
-    return calls
-
-
-@contextmanager
-def acting_as_user_without_access(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Inside a mock: clients created in the block act as an IAM user allowed only s3:ListBucket, with IAM enforced.
-
-    Set up S3 objects and secrets first: once enforced, the fake default credentials are refused too.
-    """
-    iam = boto3.client("iam", region_name="us-east-1")
-    iam.create_user(UserName="users-api")
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
-    iam.put_user_policy(UserName="users-api", PolicyName="list-only", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="users-api")["AccessKey"]
-    with monkeypatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-        patch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-        patch.delenv("AWS_SESSION_TOKEN")
-        with enable_iam_authentication():
-            yield

@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import pytest
 
-from app.response_limits import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
-from tests.conftest import FakeContext, LambdaHandler
+from app.adapter import LambdaHandler
+from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
+from tests.conftest import FakeContext
 from tests.events import (
     Event,
     make_alb_event,

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from app.adapter import LambdaHandler
 from app.config import Settings
 from bench.cold import ImportLine, parse_importtime
 from bench.hotspots import package_of
 from bench.report import targets
 from bench.timing import check_same_body, run_interleaved, summarise
 from bench.variants import FloorHandler, Variant
-from tests.conftest import FakeContext, LambdaHandler
+from tests.conftest import FakeContext
 from tests.events import load_event, make_v1_event
 
 

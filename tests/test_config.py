@@ -21,7 +21,6 @@ def test_settings_defaults_from_empty_environment(tmp_path: Path) -> None:
     assert (settings.pool_timeout, settings.pool_recycle, settings.pool_pre_ping) == (10.0, 300, None)
     assert settings.log_level == "INFO"
     assert settings.db_pool == "queue"
-    assert (settings.strip_stage_path, settings.api_gateway_base_path) == (False, None)
     assert settings.max_page_limit == 10_000
     assert (settings.db_snapshot_s3_uri, settings.db_snapshot_refresh_seconds) == (None, 0)
     assert (settings.database_secret_arn, settings.database_url_ssm_parameter) == (None, None)
@@ -56,8 +55,6 @@ def test_settings_reads_every_variable() -> None:
         pool_recycle=-1,
         pool_pre_ping=False,
         log_level="DEBUG",
-        strip_stage_path=True,
-        api_gateway_base_path="api",
         max_page_limit=500,
         db_pool="null",
     )

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.db import password_forms, safe_url
 from app.logs import (
     LOGGER_NAME,
     JsonFormatter,
     configure_logging,
     current_invocation,
     forget_redactions,
-    log_fields,
     redact,
     write_invocation_line,
 )
+from app.storage.engine import password_forms, safe_url
 
 
 def test_logs_are_single_line_json_with_invocation_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,42 +128,6 @@ def test_logs_time_is_utc_with_milliseconds(created: float, expected: str) -> No
     assert json.loads(JsonFormatter().format(record))["time"] == expected
 
 
-def test_logs_fields_line_respects_the_level(capsys: pytest.CaptureFixture[str]) -> None:
-    logger = configure_logging("INFO")
-    child = logging.getLogger(f"{LOGGER_NAME}.test")
-    try:
-        log_fields(child, logging.INFO, "counted", {"status": 200, "path": "/users"})
-        logger.setLevel(logging.WARNING)
-        log_fields(child, logging.INFO, "silenced", {"status": 200})
-    finally:
-        configure_logging("INFO")
-
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(line["message"], line["logger"], line["status"], line["path"]) for line in lines] == [
-        ("counted", "app.test", 200, "/users")
-    ]
-
-
-def test_logs_fields_line_matches_formatter_and_masks(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("INFO")
-    child = logging.getLogger(f"{LOGGER_NAME}.test")
-    redact("hunter2")
-    try:
-        log_fields(child, logging.INFO, "direct", {"dsn": "password=hunter2", "status": 200})
-        child.info("formatted", extra={"fields": {"dsn": "password=hunter2", "status": 200}})
-    finally:
-        forget_redactions()
-
-    direct, formatted = (json.loads(line) for line in capsys.readouterr().out.splitlines())
-    assert direct.keys() == formatted.keys()
-    assert (direct["dsn"], formatted["dsn"]) == ("password=***", "password=***")
-    assert {key: direct[key] for key in ("level", "logger", "status")} == {
-        "level": "INFO",
-        "logger": "app.test",
-        "status": 200,
-    }
-
-
 @pytest.mark.parametrize(
     ("method", "path", "status", "request_id", "cold_start"),
     [
@@ -172,12 +136,22 @@ def test_logs_fields_line_matches_formatter_and_masks(capsys: pytest.CaptureFixt
         pytest.param(None, None, None, "r", None, id="nulls"),
     ],
 )
-def test_logs_invocation_line_matches_generic_line(
+@pytest.mark.parametrize(
+    ("pool", "pool_fields"),
+    [
+        pytest.param((5, 1, 2), {"pool_size": 5, "pool_checked_out": 1, "pool_overflow": 2}, id="queue-pool"),
+        pytest.param("NullPool", {"pool": "NullPool"}, id="other-pool"),
+        pytest.param(None, {}, id="no-engine"),
+    ],
+)
+def test_logs_invocation_line_matches_formatter(
     method: str | None,
     path: str | None,
     status: int | None,
     request_id: str | None,
     cold_start: bool | None,
+    pool: tuple[int, int, int] | str | None,
+    pool_fields: dict[str, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure_logging("INFO")
@@ -185,12 +159,10 @@ def test_logs_invocation_line_matches_generic_line(
     current_invocation.request_id, current_invocation.cold_start = request_id, cold_start
     try:
         write_invocation_line(
-            logger, source="apigw-rest", method=method, path=path, status=status, duration_ms=1.25, pool=(5, 1, 2)
+            logger, source="apigw-rest", method=method, path=path, status=status, duration_ms=1.25, pool=pool
         )
         generic = {"source": "apigw-rest", "method": method, "path": path, "status": status, "duration_ms": 1.25}
-        log_fields(
-            logger, logging.INFO, "invocation", {**generic, "pool_size": 5, "pool_checked_out": 1, "pool_overflow": 2}
-        )
+        logger.info("invocation", extra={"fields": {**generic, **pool_fields}})
     finally:
         current_invocation.request_id = current_invocation.cold_start = None
 

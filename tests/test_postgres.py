@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,10 +24,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import QueuePool
 
+from app.adapter import LambdaHandler
 from app.config import Settings
-from app.db import ENGINE_KEY
 from bench.postgres_pool import simulate_containers
-from tests.conftest import FakeContext, count_connects, log_lines, point_handler_at
+from tests.conftest import FakeContext, count_connects, engine_of, log_lines, queue_pool
 from tests.events import (
     HTTP_EVENT_BUILDERS,
     make_v1_event,
@@ -155,11 +154,10 @@ def terminate_backends(observer: Engine, application_name: str) -> int:
 def pg_handler(
     pg_settings: Settings,
     make_app: Callable[[Settings], Flask],
-    monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
-) -> Callable[..., Any]:
-    """`handler.handler` on a container started with DATABASE_URL pointing at PostgreSQL."""
-    return point_handler_at(monkeypatch, handler_module, make_app(pg_settings))
+    serve_app: Callable[[Flask], LambdaHandler],
+) -> LambdaHandler:
+    """The handler of a container started with DATABASE_URL pointing at PostgreSQL."""
+    return serve_app(make_app(pg_settings))
 
 
 @pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
@@ -175,17 +173,17 @@ def test_postgres_serves_users_for_every_event_shape(
 
 def test_postgres_reuses_one_backend_across_warm_invocations(
     pg_handler: Callable[..., Any],
-    handler_module: ModuleType,
+    served_engine: Callable[[], Engine],
     observer: Engine,
     application_name: str,
     context: FakeContext,
 ) -> None:
-    connects = count_connects(handler_module.engine)
+    connects = count_connects(served_engine())
     seen: list[list[int]] = []
 
     for _ in range(20):
         assert pg_handler(make_v2_event(), context)["statusCode"] == 200
-        assert handler_module.engine.pool.checkedout() == 0
+        assert queue_pool(served_engine()).checkedout() == 0
         seen.append(backend_pids(observer, application_name))
 
     assert connects.count == 1
@@ -199,13 +197,14 @@ def test_postgres_survives_backend_killed_between_invocations(
     pg_settings: Settings,
     make_app: Callable[[Settings], Flask],
     monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
+    serve_app: Callable[[Flask], LambdaHandler],
+    served_engine: Callable[[], Engine],
     observer: Engine,
     application_name: str,
     context: FakeContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    handler = point_handler_at(monkeypatch, handler_module, make_app(replace(pg_settings, pool_pre_ping=pre_ping)))
+    handler = serve_app(make_app(replace(pg_settings, pool_pre_ping=pre_ping)))
     assert handler(make_v1_event(), context)["statusCode"] == 200
     first_pid = backend_pids(observer, application_name)
 
@@ -215,7 +214,7 @@ def test_postgres_survives_backend_killed_between_invocations(
 
     assert (response["statusCode"], response["body"]) == (200, BODY)
     assert backend_pids(observer, application_name) not in ([], first_pid)
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
     warnings = [line["message"] for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     # Pre-ping replaces the dead connection at checkout; without it, the read is retried once.
     expected = [] if pre_ping is None else ["database connection lost; retrying once on a new connection"]
@@ -227,7 +226,10 @@ def test_postgres_survives_backend_killed_between_invocations(
     reason="restarting the server needs a local cluster managed by pg_ctlcluster, as root",
 )
 def test_postgres_recovers_after_server_restart(
-    pg_handler: Callable[..., Any], handler_module: ModuleType, admin_url: str, context: FakeContext
+    pg_handler: Callable[..., Any],
+    served_engine: Callable[[], Engine],
+    admin_url: str,
+    context: FakeContext,
 ) -> None:
     if make_url(admin_url).host not in ("127.0.0.1", "localhost"):
         pytest.skip("TEST_POSTGRES_URL is not the local cluster")
@@ -244,20 +246,21 @@ def test_postgres_recovers_after_server_restart(
     response = pg_handler(make_v2_event(), context)
 
     assert (response["statusCode"], response["body"]) == (200, BODY)
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
 
 
 def test_postgres_pool_timeout_is_503_with_retry_after_and_no_leak(
     pg_settings: Settings,
     make_app: Callable[[Settings], Flask],
     monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
+    serve_app: Callable[[Flask], LambdaHandler],
+    served_engine: Callable[[], Engine],
     context: FakeContext,
 ) -> None:
     tight = replace(pg_settings, pool_size=1, max_overflow=0, pool_timeout=0.2)
     application = make_app(tight)
-    handler = point_handler_at(monkeypatch, handler_module, application)
-    engine: Engine = application.extensions[ENGINE_KEY]
+    handler = serve_app(application)
+    engine: Engine = engine_of(application)
     pool = engine.pool
     assert isinstance(pool, QueuePool)
 
@@ -276,14 +279,15 @@ def test_postgres_null_pool_keeps_no_connection_between_invocations(
     pg_settings: Settings,
     make_app: Callable[[Settings], Flask],
     monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
+    serve_app: Callable[[Flask], LambdaHandler],
+    served_engine: Callable[[], Engine],
     observer: Engine,
     application_name: str,
     context: FakeContext,
 ) -> None:
     application = make_app(replace(pg_settings, db_pool="null"))
-    handler = point_handler_at(monkeypatch, handler_module, application)
-    connects = count_connects(application.extensions[ENGINE_KEY])
+    handler = serve_app(application)
+    connects = count_connects(engine_of(application))
 
     for _ in range(3):
         assert handler(make_v1_event(), context)["body"] == BODY

@@ -266,7 +266,9 @@ def test_package_ships_only_handler_app_database_and_dependencies(tmp_path: Path
         artifact.extractall(tmp_path / "unzipped")
 
     ours = {name for name in names if name.split("/")[0] in {"handler.py", "app", "data"}}
-    assert ours == {"handler.py", "data/users.db"} | {f"app/{path.name}" for path in (ROOT / "app").glob("*.py")}
+    assert ours == {"handler.py", "data/users.db"} | {
+        path.relative_to(ROOT).as_posix() for path in (ROOT / "app").rglob("*.py")
+    }
     for dependency in ("flask/__init__.py", "sqlalchemy/__init__.py", "werkzeug/__init__.py", "serverless_wsgi.py"):
         assert dependency in names
     forbidden = ("tests/", "events/", ".venv/", "node_modules/", "scripts/", ".git/", "bench/")

@@ -7,13 +7,14 @@ import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from sqlalchemy import Engine
 
-from app.cursor import encode_cursor
-from app.response_limits import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
-from tests.conftest import FakeContext, LambdaHandler
+from app.adapter import LambdaHandler
+from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
+from app.web.cursor import encode_cursor
+from tests.conftest import FakeContext, queue_pool
 from tests.events import make_alb_event, make_v1_event, make_v2_event, response_headers
 from tests.gateway import DEPLOYMENTS, Deployment, Fetched, walk
 from tests.names import TRICKY_NAMES
@@ -68,7 +69,7 @@ def test_users_limit_walk_gets_every_name_once_for_every_shape(
     small_db: Path,
     serve_db: ServeDb,
     monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
+    served_engine: Callable[[], Engine],
 ) -> None:
     # GIVEN a client of this deployment, WHEN it walks /users?limit=100 by its next links
     _reach(monkeypatch, deployment)
@@ -86,7 +87,7 @@ def test_users_limit_walk_gets_every_name_once_for_every_shape(
         assert next_url is not None
         assert next_url.startswith(deployment.base_url + "?after=")
         assert next_url.endswith("&limit=100" + (f"&{query}" if query else ""))
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
@@ -162,7 +163,7 @@ def test_users_budget_counts_escaped_bytes(
 
 
 def test_users_name_too_large_for_alb_is_json_500_not_a_502(
-    tmp_path: Path, serve_db: ServeDb, handler_module: ModuleType
+    tmp_path: Path, serve_db: ServeDb, served_engine: Callable[[], Engine]
 ) -> None:
     # GIVEN a name of 1.1 MB between two short ones
     path = tmp_path / "users.db"
@@ -187,7 +188,7 @@ def test_users_name_too_large_for_alb_is_json_500_not_a_502(
         "message": "A user's name is too large to be sent in one response on this platform.",
     }
     assert (rest["statusCode"], len(rest["body"])) == (200, 1_100_009)
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
 
 
 def test_users_head_of_a_page_has_its_link_and_no_body(small_db: Path, serve_db: ServeDb) -> None:
@@ -238,7 +239,7 @@ EDITED_CURSOR = GOOD_CURSOR[:10] + ("A" if GOOD_CURSOR[10] != "A" else "B") + GO
     ],
 )
 def test_users_bad_parameters_are_json_400_and_leave_everything_intact(
-    raw_query: str, error: str, message: str, small_db: Path, serve_db: ServeDb, handler_module: ModuleType
+    raw_query: str, error: str, message: str, small_db: Path, serve_db: ServeDb, served_engine: Callable[[], Engine]
 ) -> None:
     handler = serve_db(small_db)
     event = make_v2_event()
@@ -249,13 +250,15 @@ def test_users_bad_parameters_are_json_400_and_leave_everything_intact(
     assert response["statusCode"] == 400
     assert response_headers(response)["content-type"] == "application/json"
     assert json.loads(response["body"]) == {"error": error, "message": message}
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
     with contextlib.closing(sqlite3.connect(small_db)) as connection, connection:
         assert connection.execute("SELECT count(*) FROM users").fetchone() == (len(SMALL_NAMES),)
     connection.close()
 
 
-def test_users_alb_percent_encoded_sql_is_400(small_db: Path, serve_db: ServeDb, handler_module: ModuleType) -> None:
+def test_users_alb_percent_encoded_sql_is_400(
+    small_db: Path, serve_db: ServeDb, served_engine: Callable[[], Engine]
+) -> None:
     # ALB passes query strings undecoded; serverless-wsgi decodes them, so validation sees the SQL.
     event = make_alb_event(query={"limit": "1%3B%20DROP%20TABLE%20users"})
 
@@ -263,7 +266,7 @@ def test_users_alb_percent_encoded_sql_is_400(small_db: Path, serve_db: ServeDb,
 
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"] == "invalid_limit"
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
 
 
 @pytest.mark.parametrize(
@@ -271,7 +274,7 @@ def test_users_alb_percent_encoded_sql_is_400(small_db: Path, serve_db: ServeDb,
     ["text/html", "application/xml", "image/*", "text/plain;q=0, application/json;q=0", "text/csv"],
 )
 def test_users_unsatisfiable_accept_is_json_406(
-    accept: str, small_db: Path, serve_db: ServeDb, handler_module: ModuleType
+    accept: str, small_db: Path, serve_db: ServeDb, served_engine: Callable[[], Engine]
 ) -> None:
     response = serve_db(small_db)(make_v1_event(headers={"Accept": accept}), FakeContext())
 
@@ -281,7 +284,7 @@ def test_users_unsatisfiable_accept_is_json_406(
         "error": "not_acceptable",
         "message": "GET /users sends text/plain or application/json; the Accept header allows neither.",
     }
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
 
 
 def test_users_limits_are_the_platform_limits() -> None:

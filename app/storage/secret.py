@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from app import aws
 from app.config import Settings
-from app.db import password_forms
 from app.logs import redact
+from app.storage import aws
+from app.storage.engine import password_forms
 
 __all__ = ["RDS_ENGINE_DRIVERS", "DatabaseSecretError", "fetch_database_url", "parse_database_secret"]
 

@@ -1,27 +1,153 @@
-"""Keyset pagination for GET /users: the query parameters, and pages cut by count and by size.
+"""GET /users pages: the query parameters, pages cut by count and by size, and how they are written.
 
 A page is read in chunks of at most FETCH_CHUNK_ROWS rows, each one keyset query
 (`key > :after ORDER BY key LIMIT :count`), and reading stops as soon as the page is full,
 by `limit` or by the byte budget. Memory and time per request follow the page, never the
 table.
+
+Formats. Text (`text/plain; charset=utf-8`) is one CSV record (RFC 4180): names joined by
+commas, and a name is put in double quotes, with its own double quotes doubled, only when
+it is empty or contains a comma, a double quote, CR or LF. Every other name is sent as is,
+so a plain list reads exactly like the seed's `",".join(names)`; any CSV reader splits it
+back. JSON (`application/json`) is `{"users": [...], "next": <cursor or null>}`, compact.
+
+Sizes. Lambda rejects a synchronous response whose JSON exceeds 6 MB and an ALB target's
+response JSON may not exceed 1 MB; either way the client gets a 502. The adapter puts the
+limit of the request's event source in the WSGI environ (RESPONSE_LIMIT_KEY); bodies are
+counted as they will appear inside the proxy response: a JSON string escaped with
+`ensure_ascii` (`"` and `\\` take 2 bytes, control characters 6, other non-ASCII characters
+6 or 12), the most the runtime's serialiser can produce, leaving a reserve for the status,
+the headers and the JSON around them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from app.cursor import CursorError, decode_cursor
-from app.errors import ApiError
-from app.name_formats import FORMATS, NameFormat, escaped_size
+from app.types import LAMBDA_RESPONSE_LIMIT, RESPONSE_LIMIT_KEY
+from app.web.cursor import CURSOR_LENGTH, CursorError, decode_cursor
+from app.web.errors import ApiError
 
-__all__ = ["FETCH_CHUNK_ROWS", "QUERY_PARAMETERS", "FetchRows", "Page", "PageQuery", "collect_page", "parse_page_query"]
+__all__ = [
+    "FETCH_CHUNK_ROWS",
+    "FORMATS",
+    "JSON",
+    "QUERY_PARAMETERS",
+    "RESPONSE_RESERVE",
+    "TEXT",
+    "FetchRows",
+    "NameFormat",
+    "Page",
+    "PageQuery",
+    "body_budget",
+    "collect_page",
+    "escaped_size",
+    "parse_page_query",
+]
 
-# Rows per query. Small chunks die young: with 2,000 or more a full 6 MB page took ~30% longer,
-# spent in the cyclic GC (measured on 1M rows); 500 costs ~1,100 cheap queries per such page.
+# Status, headers and the proxy dict's own JSON take well under 1 KB; the largest header is
+# `Link`, whose path holds at most a stage name (128 characters) or API_GATEWAY_BASE_PATH.
+RESPONSE_RESERVE: int = 16_384
+
+
+def body_budget(environ: Mapping[str, Any]) -> int:
+    """Escaped bytes a response body may take (framing included) for this request."""
+    limit: int = environ.get(RESPONSE_LIMIT_KEY, LAMBDA_RESPONSE_LIMIT)
+    return limit - RESPONSE_RESERVE
+
+
+# --- formats ------------------------------------------------------------------------------
+
+# Longest `next` value a JSON page can carry: a cursor in quotes.
+_LONGEST_NEXT: str = json.dumps("C" * CURSOR_LENGTH)
+
+
+def escaped_size(text: str) -> int:
+    """Bytes `text` takes as a JSON string in the proxy response, without the enclosing quotes."""
+    return len(json.dumps(text)) - 2
+
+
+class NameFormat:
+    """A representation of a page of names. Pieces (runs of names) are joined by one comma."""
+
+    name: str
+    mimetype: str
+    # Escaped size of everything around the names, `next` at its longest.
+    framing_size: int
+
+    def join(self, names: list[str]) -> str:
+        """One piece: `names` in this format, separated by commas."""
+        raise NotImplementedError
+
+    def encode(self, name: str) -> str:
+        """One name in this format (a piece of one)."""
+        raise NotImplementedError
+
+    def body(self, pieces: Sequence[str], next_cursor: str | None) -> str:
+        """The response body: the pieces in order, framed."""
+        raise NotImplementedError
+
+
+class _Text(NameFormat):
+    name = "text"
+    mimetype = "text/plain"
+    framing_size = 0
+
+    def join(self, names: list[str]) -> str:
+        joined = ",".join(names)
+        # Nearly always no name needs quotes: then the plain join is the answer, checked
+        # with a few C-speed scans instead of a Python-level test per name.
+        if (
+            names
+            and joined.count(",") == len(names) - 1
+            and '"' not in joined
+            and "\n" not in joined
+            and "\r" not in joined
+            and "" not in names
+        ):
+            return joined
+        return ",".join(map(self.encode, names))
+
+    def encode(self, name: str) -> str:
+        if not name or "," in name or '"' in name or "\n" in name or "\r" in name:
+            # Empty names are quoted too: a page holding one empty name must not read as no names.
+            return '"' + name.replace('"', '""') + '"'
+        return name
+
+    def body(self, pieces: Sequence[str], next_cursor: str | None) -> str:
+        return ",".join(pieces)
+
+
+class _Json(NameFormat):
+    name = "json"
+    mimetype = "application/json"
+    framing_size = escaped_size('{"users":[],"next":' + _LONGEST_NEXT + "}")
+
+    def join(self, names: list[str]) -> str:
+        return json.dumps(names, ensure_ascii=False, separators=(",", ":"))[1:-1]
+
+    def encode(self, name: str) -> str:
+        return json.dumps(name, ensure_ascii=False)
+
+    def body(self, pieces: Sequence[str], next_cursor: str | None) -> str:
+        return '{"users":[' + ",".join(pieces) + '],"next":' + json.dumps(next_cursor) + "}"
+
+
+TEXT: NameFormat = _Text()
+JSON: NameFormat = _Json()
+# By the name `?format=` takes.
+FORMATS: dict[str, NameFormat] = {TEXT.name: TEXT, JSON.name: JSON}
+
+
+# --- pages --------------------------------------------------------------------------------
+
+# Rows per query. Small chunks die young: with 2,000 or more a full 6 MB page took longer,
+# spent in the cyclic GC (measured on 1M rows, bench/pagination.py); 500 costs ~1,100 cheap queries per such page.
 FETCH_CHUNK_ROWS: int = 500
 QUERY_PARAMETERS: tuple[str, ...] = ("after", "format", "limit")
 

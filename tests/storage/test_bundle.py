@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
-from app.sqlite_bundle import BundleMissingError, ensure_local_copy
+from app.storage.bundle import BundleMissingError, ensure_local_copy
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from app.cursor import CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
+from app.web.cursor import CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
 
 KEY_MAX = 2**63 - 1
 KEY_MIN = -(2**63)

@@ -1,4 +1,4 @@
-"""The S3 snapshot lifecycle, driven through `handler.handler`: cold start, failures, refresh and swap."""
+"""The S3 snapshot lifecycle, driven through the Lambda handler: cold start, failures, refresh and swap."""
 
 from __future__ import annotations
 
@@ -13,27 +13,25 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from flask import Flask, current_app
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
+from app.adapter import LambdaHandler, make_handler
 from app.config import S3Location, Settings
-from app.db import ENGINE_KEY
-from app.snapshot_database import RETRY_MAX_SECONDS, SNAPSHOT_KEY, SnapshotDatabase
-from tests.conftest import (
+from app.storage import DATABASE_KEY
+from app.storage.s3_snapshot import SnapshotFile
+from app.storage.snapshot import RETRY_MAX_SECONDS
+from tests.conftest import FakeContext, engine_of, log_lines, queue_pool
+from tests.events import make_v1_event, make_v2_event, response_headers
+from tests.storage.conftest import (
     SNAPSHOT_BUCKET,
     SNAPSHOT_OBJECT_KEY,
     FakeClock,
-    FakeContext,
-    LambdaHandler,
     acting_as_user_without_access,
-    log_lines,
-    point_handler_at,
 )
-from tests.events import make_v1_event, make_v2_event, response_headers
 
 PutSnapshot = Callable[..., dict[str, Any]]
 MakeSnapshotApp = Callable[..., Flask]
@@ -64,8 +62,8 @@ def make_snapshot_app(
 
 
 @pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType) -> Callable[[Flask], LambdaHandler]:
-    return lambda application: point_handler_at(monkeypatch, handler_module, application)
+def serve() -> Callable[[Flask], LambdaHandler]:
+    return make_handler
 
 
 def _get_users(handler: LambdaHandler) -> dict[str, Any]:
@@ -76,9 +74,17 @@ def _snapshot_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
 
 
-def _snapshot(application: Flask) -> SnapshotDatabase:
-    database: SnapshotDatabase = application.extensions[SNAPSHOT_KEY]
-    return database
+def _engine(application: Flask) -> Engine | None:
+    engine: Engine | None = application.extensions[DATABASE_KEY].engine
+    return engine
+
+
+def _snapshot(application: Flask) -> SnapshotFile | None:
+    """The snapshot file the app serves from (None: none loaded)."""
+    source = application.extensions[DATABASE_KEY]._snapshot
+    assert source is not None
+    current: SnapshotFile | None = source.current
+    return current
 
 
 # --- cold start ---------------------------------------------------------------------------
@@ -88,21 +94,22 @@ def test_snapshot_cold_start_serves_the_s3_object_not_the_bundle(
     put_snapshot: PutSnapshot,
     make_snapshot_app: MakeSnapshotApp,
     serve: Callable[[Flask], LambdaHandler],
-    handler_module: ModuleType,
     snapshot_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     uploaded = put_snapshot(["Sam", "Zoë"])
 
-    handler = serve(make_snapshot_app())
+    application = make_snapshot_app()
+
+    handler = serve(application)
     response = _get_users(handler)
 
     assert (response["statusCode"], response["body"]) == (200, "Sam,Zoë")
     files = _snapshot_files(snapshot_dir)
     assert len(files) == 1
     assert files[0].startswith(f"users.snapshot-{os.getpid()}-")  # not the bundle's users.db
-    assert handler_module.engine.url.database == f"file:{snapshot_dir / files[0]}"
-    assert handler_module.engine.url.query == {"mode": "ro", "uri": "true"}
+    assert engine_of(application).url.database == f"file:{snapshot_dir / files[0]}"
+    assert engine_of(application).url.query == {"mode": "ro", "uri": "true"}
     lines = log_lines(capsys.readouterr().out)
     loaded = next(line for line in lines if line["message"] == "snapshot loaded")
     assert loaded["snapshot_etag"] == uploaded["ETag"]
@@ -119,7 +126,7 @@ def test_snapshot_cold_start_records_version_of_versioned_object(
     s3_client.put_bucket_versioning(Bucket=SNAPSHOT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     uploaded = put_snapshot(["Sam"])
 
-    snapshot = _snapshot(make_snapshot_app()).snapshot
+    snapshot = _snapshot(make_snapshot_app())
 
     assert snapshot is not None
     assert (snapshot.etag, snapshot.version_id) == (uploaded["ETag"], uploaded["VersionId"])
@@ -148,13 +155,14 @@ def test_snapshot_cold_start_failure_starts_and_answers_503_json(
     put_snapshot: PutSnapshot,
     make_snapshot_app: MakeSnapshotApp,
     serve: Callable[[Flask], LambdaHandler],
-    handler_module: ModuleType,
     snapshot_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _upload_case(case)(put_snapshot)
 
-    handler = serve(make_snapshot_app())  # the cold start does not raise
+    application = make_snapshot_app()
+
+    handler = serve(application)  # the cold start does not raise
     response = _get_users(handler)
 
     assert response["statusCode"] == 503
@@ -164,7 +172,7 @@ def test_snapshot_cold_start_failure_starts_and_answers_503_json(
         "error": "database_unavailable",
         "message": "The database is unavailable. Retry shortly.",
     }
-    assert handler_module.engine is None
+    assert _engine(application) is None
     assert _snapshot_files(snapshot_dir) == []
     lines = log_lines(capsys.readouterr().out)
     failure = next(line for line in lines if line["message"] == "snapshot download failed")
@@ -290,16 +298,17 @@ def test_snapshot_refresh_swaps_in_newer_object_after_ttl(
     put_snapshot: PutSnapshot,
     make_snapshot_app: MakeSnapshotApp,
     serve: Callable[[Flask], LambdaHandler],
-    handler_module: ModuleType,
     clock: FakeClock,
     aws_calls: Counter[str],
     snapshot_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     first = put_snapshot(["Sam"])
-    handler = serve(make_snapshot_app(db_snapshot_refresh_seconds=REFRESH_SECONDS))
+    application = make_snapshot_app(db_snapshot_refresh_seconds=REFRESH_SECONDS)
+    handler = serve(application)
     assert _get_users(handler)["body"] == "Sam"
-    old_engine, old_pool = handler_module.engine, handler_module.engine.pool
+    old_engine = engine_of(application)
+    old_pool = old_engine.pool
     [old_file] = _snapshot_files(snapshot_dir)
     second = put_snapshot(["Sam", "Ann"])
 
@@ -312,7 +321,7 @@ def test_snapshot_refresh_swaps_in_newer_object_after_ttl(
     assert before_ttl["body"] == "Sam"
     assert after_ttl["body"] == "Sam,Ann"
     assert aws_calls["GetObject"] == 2
-    assert handler_module.engine is not old_engine
+    assert _engine(application) is not old_engine
     assert old_engine.pool is not old_pool  # disposed: its connections closed, a fresh empty pool
     [new_file] = _snapshot_files(snapshot_dir)
     assert new_file != old_file  # a new name; the old file is gone
@@ -327,21 +336,21 @@ def test_snapshot_refresh_of_unchanged_object_keeps_engine_and_file(
     put_snapshot: PutSnapshot,
     make_snapshot_app: MakeSnapshotApp,
     serve: Callable[[Flask], LambdaHandler],
-    handler_module: ModuleType,
     clock: FakeClock,
     aws_calls: Counter[str],
     snapshot_dir: Path,
 ) -> None:
     put_snapshot(["Sam"])
-    handler = serve(make_snapshot_app(db_snapshot_refresh_seconds=REFRESH_SECONDS))
-    engine, files = handler_module.engine, _snapshot_files(snapshot_dir)
+    application = make_snapshot_app(db_snapshot_refresh_seconds=REFRESH_SECONDS)
+    handler = serve(application)
+    engine, files = _engine(application), _snapshot_files(snapshot_dir)
 
     for _ in range(3):
         clock.advance(REFRESH_SECONDS)
         assert _get_users(handler)["body"] == "Sam"
 
     assert aws_calls["GetObject"] == 4  # one conditional GET per period, each answered 304
-    assert handler_module.engine is engine
+    assert _engine(application) is engine
     assert _snapshot_files(snapshot_dir) == files
 
 
@@ -409,7 +418,7 @@ def slow_route(
     entered, release = threading.Event(), threading.Event()
 
     def slow() -> str:
-        with current_app.extensions[ENGINE_KEY].connect() as connection:
+        with engine_of(current_app).connect() as connection:
             entered.set()
             release.wait(timeout=30)
             return ",".join(connection.execute(text("SELECT name FROM users ORDER BY id")).scalars())
@@ -426,42 +435,40 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.005)
 
 
-def test_snapshot_swap_waits_for_in_flight_request(
+def test_snapshot_swap_lets_in_flight_request_finish_on_the_old_copy(
     put_snapshot: PutSnapshot,
     slow_route: tuple[Flask, threading.Event, threading.Event],
     clock: FakeClock,
     snapshot_dir: Path,
 ) -> None:
-    # The threaded local server serves requests concurrently; Lambda never does.
+    # The threaded local server serves requests concurrently; Lambda never does. No lock: a
+    # checked-out connection survives dispose() and keeps reading its file after the unlink.
     application, entered, release = slow_route
-    database = _snapshot(application)
-    old_engine, old_pool = application.extensions[ENGINE_KEY], application.extensions[ENGINE_KEY].pool
+    old_engine = engine_of(application)
+    old_pool = queue_pool(old_engine)
     [old_file] = _snapshot_files(snapshot_dir)
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         in_flight = pool.submit(application.test_client().get, "/slow")
         assert entered.wait(timeout=30)
         put_snapshot(["Sam", "Ann"])
         clock.advance(REFRESH_SECONDS)
-        refreshing = pool.submit(application.test_client().get, "/users")
-        _wait_until(lambda: database.swap_lock.exclusive_waiting)  # downloaded, verified, waiting to swap
-        arriving = pool.submit(application.test_client().get, "/users")
 
-        # While /slow still reads: the old engine is current and undisposed, its file on disk.
-        assert application.extensions[ENGINE_KEY] is old_engine
-        assert old_engine.pool is old_pool
-        assert old_engine.pool.checkedout() == 1
-        assert (snapshot_dir / old_file).exists()
-        assert not refreshing.done()
-        assert not arriving.done()  # held back: a waiting swap goes first
+        # A request arriving meanwhile swaps in the new copy and is served from it at once.
+        refreshed = application.test_client().get("/users")
+        assert refreshed.text == "Sam,Ann"
+        assert engine_of(application) is not old_engine
+        assert old_engine.pool is not old_pool  # disposed while /slow still holds a connection of it
+        assert old_file not in _snapshot_files(snapshot_dir)  # deleted under it
+        assert not in_flight.done()
 
         release.set()
-        responses = [future.result(timeout=30) for future in (in_flight, refreshing, arriving)]
+        finished = in_flight.result(timeout=30)
 
-    assert [response.text for response in responses] == ["Sam", "Sam,Ann", "Sam,Ann"]
-    assert application.extensions[ENGINE_KEY] is not old_engine
-    assert old_engine.pool is not old_pool
-    assert old_file not in _snapshot_files(snapshot_dir)
+    assert (finished.status_code, finished.text) == (200, "Sam")
+    # The next request closes the connection /slow gave back to the replaced pool.
+    assert application.test_client().get("/users").text == "Sam,Ann"
+    assert old_pool.checkedin() == 0
     assert len(_snapshot_files(snapshot_dir)) == 1
 
 
@@ -483,7 +490,7 @@ def test_snapshot_leftovers_of_dead_processes_are_removed_at_cold_start(
     for name in leftovers:
         (snapshot_dir / name).write_bytes(b"x")
 
-    snapshot = _snapshot(make_snapshot_app()).snapshot
+    snapshot = _snapshot(make_snapshot_app())
 
     assert snapshot is not None
     kept = sorted(name for name, keep in leftovers.items() if keep)

@@ -2,22 +2,35 @@
 
 Registered on the app, not the blueprint, so routing 404s and 405s are covered too.
 Nothing from an exception (traceback, SQL, file path) reaches a response; it is logged.
+`error_body` is the one place the error JSON is written: the adapter uses it too, for the
+answers it gives without the app.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app.logs import LOGGER_NAME
+from app.storage import DatabaseUnavailableError
 
-__all__ = ["RETRY_AFTER_SECONDS", "ApiError", "error_response", "register_error_handlers"]
+__all__ = [
+    "JSON_MIMETYPE",
+    "RETRY_AFTER_SECONDS",
+    "ApiError",
+    "error_body",
+    "error_response",
+    "register_error_handlers",
+]
 
+JSON_MIMETYPE: str = "application/json"
 # Pool exhaustion and a dropped database are usually brief: invite one quick retry.
 RETRY_AFTER_SECONDS: int = 1
+_UNAVAILABLE_MESSAGE: str = "The database is unavailable. Retry shortly."
 
 _logger = logging.getLogger(f"{LOGGER_NAME}.errors")
 
@@ -32,11 +45,14 @@ class ApiError(Exception):
         self.message = message
 
 
+def error_body(error: str, message: str) -> str:
+    """The JSON text of an error."""
+    return json.dumps({"error": error, "message": message}, separators=(",", ":"))
+
+
 def error_response(status: int, error: str, message: str) -> Response:
-    """A JSON error body with `status`."""
-    response = jsonify(error=error, message=message)
-    response.status_code = status
-    return response
+    """A JSON error response with `status`."""
+    return Response(error_body(error, message), status=status, mimetype=JSON_MIMETYPE)
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -54,11 +70,20 @@ def _api_error(exc: ApiError) -> Response:
     return error_response(exc.status, exc.error, exc.message)
 
 
+def _unavailable(retry_after_seconds: int) -> Response:
+    response = error_response(503, "database_unavailable", _UNAVAILABLE_MESSAGE)
+    response.headers["Retry-After"] = str(retry_after_seconds)
+    return response
+
+
 def _database_unavailable(exc: Exception) -> Response:
     _logger.error("database unavailable", exc_info=exc)
-    response = error_response(503, "database_unavailable", "The database is unavailable. Retry shortly.")
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
+    return _unavailable(RETRY_AFTER_SECONDS)
+
+
+def _not_loaded(exc: DatabaseUnavailableError) -> Response:
+    # Logged where the download failed; this is every request meanwhile.
+    return _unavailable(exc.retry_after_seconds)
 
 
 def _database_error(exc: sa_exc.DBAPIError) -> Response:
@@ -78,6 +103,7 @@ def register_error_handlers(app: Flask) -> None:
     """Answer every error raised while serving a request with JSON."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(DatabaseUnavailableError, _not_loaded)
     # Can't connect, connection lost, pool exhausted: the database is unavailable, not the code broken.
     app.register_error_handler(sa_exc.OperationalError, _database_unavailable)
     app.register_error_handler(sa_exc.InterfaceError, _database_unavailable)

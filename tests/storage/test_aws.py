@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from app import aws
+from app.storage import aws
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AWS_MODULES = ("boto3", "botocore", "s3transfer")
 
 
@@ -36,7 +36,7 @@ def test_aws_default_cold_start_never_imports_boto3(tmp_path: Path) -> None:
 import json, sys
 import handler
 before = sorted(m for m in sys.modules if m.split(".")[0] in {AWS_MODULES!r})
-from app import aws
+from app.storage import aws
 aws.client("s3", region_name="us-east-1")
 after = [m for m in {AWS_MODULES[:2]!r} if m in sys.modules]
 print(json.dumps([before, after]))

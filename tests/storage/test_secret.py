@@ -8,7 +8,6 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -17,11 +16,12 @@ from botocore.stub import Stubber
 from flask import Flask
 from sqlalchemy.engine import make_url
 
-from app import aws
+from app.adapter import make_handler
 from app.config import Settings
-from app.database_secret import DatabaseSecretError, fetch_database_url, parse_database_secret
 from app.logs import LOGGER_NAME, configure_logging
-from tests.conftest import FakeContext, MakeUsersDb, log_lines, point_handler_at
+from app.storage import aws
+from app.storage.secret import DatabaseSecretError, fetch_database_url, parse_database_secret
+from tests.conftest import FakeContext, MakeUsersDb, log_lines
 from tests.events import make_v2_event
 
 PASSWORD = 'p@ss:w/rd %?#&=+ "x" \\ Zoë'
@@ -285,14 +285,12 @@ def test_handler_serves_database_named_by_secret_read_once(
     make_users_db: MakeUsersDb,
     secret_settings: Callable[..., Settings],
     make_app: Callable[..., Flask],
-    monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
     aws_calls: Counter[str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     db_path = make_users_db(["Kim", "Lee"])
     arn = secrets_client.create_secret(Name="users-api/db", SecretString=f"sqlite:///{db_path}")["ARN"]
-    handler = point_handler_at(monkeypatch, handler_module, make_app(secret_settings(database_secret_arn=arn)))
+    handler = make_handler(make_app(secret_settings(database_secret_arn=arn)))
 
     responses = [handler(make_v2_event(), FakeContext()) for _ in range(3)]
 

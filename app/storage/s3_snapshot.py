@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from app import aws
 from app.config import S3Location
+from app.storage import aws
 
 __all__ = [
     "SNAPSHOT_INVALID",

@@ -9,12 +9,11 @@ from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import Connection
 
 from app.config import SETTINGS_KEY
-from app.cursor import encode_cursor
-from app.db import ENGINE_KEY, fetch_users_after, read_with_reconnect
-from app.errors import ApiError
-from app.name_formats import JSON, TEXT, NameFormat
-from app.pagination import Page, PageQuery, collect_page, parse_page_query
-from app.response_limits import body_budget
+from app.storage import DATABASE_KEY
+from app.storage.queries import fetch_users_after, read_with_reconnect
+from app.web.cursor import encode_cursor
+from app.web.errors import ApiError
+from app.web.pages import JSON, TEXT, NameFormat, Page, PageQuery, body_budget, collect_page, parse_page_query
 
 __all__ = ["bp"]
 
@@ -37,7 +36,7 @@ def list_users() -> Response:
         fetch = partial(fetch_users_after, conn)
         return collect_page(fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget)
 
-    page = read_with_reconnect(current_app.extensions[ENGINE_KEY], read_page)
+    page = read_with_reconnect(current_app.extensions[DATABASE_KEY].engine, read_page)
     next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
     response = Response(name_format.body(page.pieces, next_cursor), mimetype=name_format.mimetype)
     response.headers["Vary"] = "Accept"

@@ -9,10 +9,19 @@ from dataclasses import dataclass, field
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from app.cursor import encode_cursor
-from app.errors import ApiError
-from app.name_formats import JSON, TEXT, NameFormat, escaped_size
-from app.pagination import FETCH_CHUNK_ROWS, Page, PageQuery, collect_page, parse_page_query
+from app.web.cursor import encode_cursor
+from app.web.errors import ApiError
+from app.web.pages import (
+    FETCH_CHUNK_ROWS,
+    JSON,
+    TEXT,
+    NameFormat,
+    Page,
+    PageQuery,
+    collect_page,
+    escaped_size,
+    parse_page_query,
+)
 from tests.names import TRICKY_NAMES, parse_text_body
 
 

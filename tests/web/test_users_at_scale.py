@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
-from app.cursor import encode_cursor
-from app.pagination import FETCH_CHUNK_ROWS
-from tests.conftest import FakeContext, LambdaHandler
+from app.adapter import LambdaHandler
+from app.web.cursor import encode_cursor
+from app.web.pages import FETCH_CHUNK_ROWS
+from tests.conftest import FakeContext, queue_pool
 from tests.events import make_v1_event
 from tests.gateway import DEPLOYMENTS, Deployment, Fetched, walk
 from tests.tables import build_users_db
@@ -141,13 +142,13 @@ def test_users_million_page_reads_only_the_page_in_keyset_chunks(
     query: dict[str, str],
     million_db: tuple[Path, list[str]],
     serve_db: ServeDb,
-    handler_module: Any,
+    served_engine: Callable[[], Engine],
     statement_log: Callable[[Engine], StatementLog],
 ) -> None:
     # GIVEN the statements the engine runs are recorded
     path, _ = million_db
     handler = serve_db(path)
-    log = statement_log(handler_module.engine)
+    log = statement_log(served_engine())
 
     # WHEN one page is served
     page = Fetched("https://example.com/users", handler(make_v1_event(query=query or None), FakeContext()))
@@ -162,7 +163,7 @@ def test_users_million_page_reads_only_the_page_in_keyset_chunks(
         )
         assert parameters["count"] <= FETCH_CHUNK_ROWS
     assert log.rows_requested <= names_on_page + FETCH_CHUNK_ROWS
-    assert handler_module.engine.pool.checkedout() == 0
+    assert queue_pool(served_engine()).checkedout() == 0
 
 
 def test_users_million_limit_page_allocates_for_the_page_not_the_table(

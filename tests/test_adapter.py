@@ -1,12 +1,13 @@
-"""`handler.handler` driven with Lambda events, as the Lambda runtime calls it."""
+"""The Lambda handler (`make_handler`, and handler.py built with it) driven with Lambda events."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -14,9 +15,12 @@ from typing import Any
 
 import pytest
 from flask import Flask, request
+from sqlalchemy.pool import QueuePool
 
+from app.adapter import LambdaHandler, make_handler
 from app.config import Settings
-from tests.conftest import FakeContext, LambdaHandler, MakeUsersDb, count_connects, log_lines, point_handler_at
+from app.storage import DATABASE_KEY
+from tests.conftest import FakeContext, MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
 from tests.events import (
     HTTP_EVENT_BUILDERS,
     load_event,
@@ -172,11 +176,9 @@ def test_handler_routes_under_stage_paths(
     event: dict[str, Any],
     expected: str,
     url_echo_app: Flask,
-    monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
     context: FakeContext,
 ) -> None:
-    handler = point_handler_at(monkeypatch, handler_module, url_echo_app)
+    handler = make_handler(url_echo_app)
 
     response = handler(event, context)
 
@@ -184,9 +186,9 @@ def test_handler_routes_under_stage_paths(
 
 
 def test_handler_strips_custom_domain_base_path(
-    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, context: FakeContext
+    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, context: FakeContext
 ) -> None:
-    handler = point_handler_at(monkeypatch, handler_module, url_echo_app)
+    handler = make_handler(url_echo_app)
     monkeypatch.setenv("API_GATEWAY_BASE_PATH", "api")
 
     response = handler(make_v1_event(path="/api/whereami", host="api.example.com"), context)
@@ -195,9 +197,9 @@ def test_handler_strips_custom_domain_base_path(
 
 
 def test_handler_strip_stage_path_serves_execute_api_at_root(
-    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, context: FakeContext
+    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, context: FakeContext
 ) -> None:
-    handler = point_handler_at(monkeypatch, handler_module, url_echo_app)
+    handler = make_handler(url_echo_app)
     monkeypatch.setenv("STRIP_STAGE_PATH", "true")
 
     response = handler(make_v1_event(path="/whereami", host="a1.execute-api.us-east-1.amazonaws.com"), context)
@@ -207,15 +209,15 @@ def test_handler_strip_stage_path_serves_execute_api_at_root(
 
 @pytest.mark.parametrize("name", ["warmup-plugin", "scheduled"])
 def test_handler_warmup_event_returns_empty_without_touching_db(
-    name: str, lambda_handler: LambdaHandler, handler_module: ModuleType, context: FakeContext
+    name: str, lambda_handler: LambdaHandler, app: Flask, context: FakeContext
 ) -> None:
-    connects = count_connects(handler_module.engine)
+    connects = count_connects(engine_of(app))
 
     response = lambda_handler(load_event(name), context)
 
     assert response == {}
     assert connects.count == 0
-    assert handler_module.engine.pool.checkedin() == 0
+    assert queue_pool(engine_of(app)).checkedin() == 0
 
 
 @pytest.mark.parametrize(
@@ -293,14 +295,14 @@ def test_handler_logs_one_json_line_per_invocation(
 
 
 def test_handler_reuses_one_pooled_connection_across_warm_invocations(
-    lambda_handler: LambdaHandler, handler_module: ModuleType, context: FakeContext
+    lambda_handler: LambdaHandler, app: Flask, context: FakeContext
 ) -> None:
-    connects = count_connects(handler_module.engine)
+    connects = count_connects(engine_of(app))
 
     for _ in range(25):
         response = lambda_handler(make_v2_event(), context)
         assert response["statusCode"] == 200
-        assert handler_module.engine.pool.checkedout() == 0
+        assert queue_pool(engine_of(app)).checkedout() == 0
 
     assert connects.count == 1
 
@@ -309,14 +311,12 @@ def test_handler_returns_connection_to_pool_when_query_fails(
     make_users_db: MakeUsersDb,
     sqlite_settings: Callable[[Path], Settings],
     make_app: Callable[[Settings], Flask],
-    monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
     context: FakeContext,
 ) -> None:
     db_path = make_users_db(["Zed"])
     application = make_app(sqlite_settings(db_path))
-    handler = point_handler_at(monkeypatch, handler_module, application)
-    connects = count_connects(handler_module.engine)
+    handler = make_handler(application)
+    connects = count_connects(engine_of(application))
     assert handler(make_v1_event(), context)["body"] == "Zed"
 
     with contextlib.closing(sqlite3.connect(db_path)) as connection, connection:
@@ -326,9 +326,26 @@ def test_handler_returns_connection_to_pool_when_query_fails(
     for _ in range(3):
         response = handler(make_v1_event(), context)
         assert response["statusCode"] == 503
-        assert handler_module.engine.pool.checkedout() == 0
+        assert queue_pool(engine_of(application)).checkedout() == 0
 
     assert connects.count == 1
+
+
+@pytest.fixture(scope="module")
+def handler_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """handler.py itself, imported once as Lambda would, with its /tmp copy in a temp dir."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SQLITE_COPY_PATH", str(tmp_path_factory.mktemp("lambda-tmp") / "users.db"))
+        patch.delenv("DATABASE_URL", raising=False)
+        module = importlib.import_module("handler")
+    yield module
+    module.app.extensions[DATABASE_KEY].dispose()
+
+
+def test_handler_module_serves_an_event(handler_module: ModuleType, context: FakeContext) -> None:
+    response = handler_module.handler(make_v1_event(), context)
+
+    assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
 
 
 def test_handler_is_not_in_debug_mode(handler_module: ModuleType) -> None:
@@ -336,10 +353,10 @@ def test_handler_is_not_in_debug_mode(handler_module: ModuleType) -> None:
     assert handler_module.app.testing is False
 
 
-def test_handler_module_engine_is_the_apps_pooled_engine(handler_module: ModuleType) -> None:
-    pool = handler_module.engine.pool
+def test_handler_module_pools_five_plus_ten_by_default(handler_module: ModuleType) -> None:
+    pool = engine_of(handler_module.app).pool
 
-    assert handler_module.app.extensions["engine"] is handler_module.engine
+    assert isinstance(pool, QueuePool)
     assert (pool.size(), pool._max_overflow) == (5, 10)
 
 
@@ -351,7 +368,7 @@ def test_handler_init_freezes_what_it_built_and_collects_again(handler_module: M
 
 
 def test_handler_serves_bundled_copy_read_only(handler_module: ModuleType) -> None:
-    url = handler_module.engine.url
+    url = engine_of(handler_module.app).url
 
     assert url.query == {"mode": "ro", "uri": "true"}
     assert url.database is not None
@@ -378,12 +395,10 @@ def test_handler_serves_serverless_offline_v2_event(lambda_handler: LambdaHandle
 def test_handler_logs_null_pool_by_name(
     settings: Settings,
     make_app: Callable[[Settings], Flask],
-    monkeypatch: pytest.MonkeyPatch,
-    handler_module: ModuleType,
     context: FakeContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    handler = point_handler_at(monkeypatch, handler_module, make_app(replace(settings, db_pool="null")))
+    handler = make_handler(make_app(replace(settings, db_pool="null")))
     capsys.readouterr()
 
     assert handler(make_v1_event(), context)["body"] == SEED_NAMES

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.config import Settings
-from app.db import ENGINE_KEY, sqlite_read_only_url
-from tests.conftest import MakeUsersDb, count_connects, log_lines
+from app.storage.engine import sqlite_read_only_url
+from tests.conftest import MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
 
 
 def test_users_returns_seed_names_as_plain_text(client: FlaskClient) -> None:
@@ -91,14 +91,14 @@ def test_users_pool_timeout_is_503_and_leaks_nothing(
 ) -> None:
     tight = replace(sqlite_settings(make_users_db(["Ann"])), pool_size=1, max_overflow=0, pool_timeout=0.05)
     application = make_app(tight)
-    engine = application.extensions[ENGINE_KEY]
+    engine = engine_of(application)
     client = application.test_client()
 
     with engine.connect():  # another request holds the only connection
         _assert_503(client.get("/users"))
-        assert engine.pool.checkedout() == 1
+        assert queue_pool(engine).checkedout() == 1
 
-    assert engine.pool.checkedout() == 0
+    assert queue_pool(engine).checkedout() == 0
     assert client.get("/users").data == b"Ann"
 
 
@@ -108,7 +108,7 @@ def test_users_unexpected_error_is_generic_500(
     def broken(*_: object) -> list[str]:
         raise RuntimeError("SELECT password FROM /var/task/secret")
 
-    monkeypatch.setattr("app.users.fetch_users_after", broken)
+    monkeypatch.setattr("app.web.users.fetch_users_after", broken)
 
     response = client.get("/users")
 
@@ -128,7 +128,7 @@ def test_users_concurrent_requests_share_the_pool(
 ) -> None:
     # The local dev server is threaded; the pool must hand each thread its own connection.
     application = make_app(sqlite_settings(make_users_db(["Ann", "Ben"])))
-    engine = application.extensions[ENGINE_KEY]
+    engine = engine_of(application)
     connects = count_connects(engine)
     bodies: list[bytes] = []
 
@@ -145,7 +145,7 @@ def test_users_concurrent_requests_share_the_pool(
 
     assert bodies == [b"Ann,Ben"] * 80
     assert 1 <= connects.count <= 4
-    assert engine.pool.checkedout() == 0
+    assert queue_pool(engine).checkedout() == 0
 
 
 @pytest.mark.parametrize(

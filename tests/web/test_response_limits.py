@@ -1,4 +1,4 @@
-"""Which response limit applies: ALB events by `requestContext.elb`, everything else Lambda's."""
+"""Which response limit applies: classified once by the adapter, read by the page budget."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ from typing import Any
 
 import pytest
 
-from app.response_limits import (
-    ALB_RESPONSE_LIMIT,
-    LAMBDA_RESPONSE_LIMIT,
-    RESPONSE_RESERVE,
-    body_budget,
-    response_limit,
-)
+from app.adapter import classify_event
+from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT, RESPONSE_LIMIT_KEY
+from app.web.pages import RESPONSE_RESERVE, body_budget
 from tests.events import make_alb_event, make_function_url_event, make_v1_event, make_v2_event
 
 
@@ -24,12 +20,15 @@ from tests.events import make_alb_event, make_function_url_event, make_v1_event,
         pytest.param(make_v1_event(), LAMBDA_RESPONSE_LIMIT, id="apigw-v1"),
         pytest.param(make_v2_event(), LAMBDA_RESPONSE_LIMIT, id="apigw-v2"),
         pytest.param(make_function_url_event(), LAMBDA_RESPONSE_LIMIT, id="function-url"),
-        pytest.param(None, LAMBDA_RESPONSE_LIMIT, id="no-event-local-server"),
-        pytest.param({"requestContext": None}, LAMBDA_RESPONSE_LIMIT, id="null-request-context"),
     ],
 )
 def test_response_limit_by_event_source(event: Any, limit: int) -> None:
-    environ = {} if event is None else {"serverless.event": event}
+    source = classify_event(event)
 
-    assert response_limit(environ) == limit
-    assert body_budget(environ) == limit - RESPONSE_RESERVE
+    assert source.response_limit == limit
+    assert body_budget({RESPONSE_LIMIT_KEY: source.response_limit}) == limit - RESPONSE_RESERVE
+
+
+def test_response_limit_without_adapter_is_lambdas() -> None:
+    # GIVEN a request the adapter did not see (the local server) THEN Lambda's limit applies
+    assert body_budget({}) == LAMBDA_RESPONSE_LIMIT - RESPONSE_RESERVE

@@ -10,15 +10,11 @@ from typing import Any
 
 import pytest
 
-from app import aws
 from app.config import S3Location
-from app.s3_snapshot import SNAPSHOT_INVALID, SnapshotError, SnapshotFile, download_snapshot, verify_sqlite_file
-from tests.conftest import (
-    SNAPSHOT_BUCKET,
-    SNAPSHOT_OBJECT_KEY,
-    MakeUsersDb,
-    acting_as_user_without_access,
-)
+from app.storage import aws
+from app.storage.s3_snapshot import SNAPSHOT_INVALID, SnapshotError, SnapshotFile, download_snapshot, verify_sqlite_file
+from tests.conftest import MakeUsersDb
+from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, acting_as_user_without_access
 
 LOCATION = S3Location(bucket=SNAPSHOT_BUCKET, key=SNAPSHOT_OBJECT_KEY)
 PutSnapshot = Callable[..., dict[str, Any]]
@@ -223,7 +219,7 @@ def test_download_snapshot_local_write_failure_is_a_snapshot_error(
     def disk_full(*_: object, **__: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("app.s3_snapshot.verify_sqlite_file", disk_full)
+    monkeypatch.setattr("app.storage.s3_snapshot.verify_sqlite_file", disk_full)
 
     with pytest.raises(SnapshotError) as raised:
         _download(directory)

@@ -1,0 +1,230 @@
+"""Lambda event <-> WSGI: `make_handler(app)` returns the Lambda handler serving `app`.
+
+Each event is classified once, at the edge, into an EventSource that everything downstream
+reads: which events reach the app at all, the stage-path fixes, the response size limit
+and the log line. HTTP events go through serverless-wsgi's `handle_request`; the rest are
+answered here. serverless-wsgi 3.1.0 assumes every event is an HTTP event (a bare `{}`, an
+SQS batch or an S3 notification dies in it with a KeyError), so only the shapes it handles
+reach it: API Gateway REST (payload 1.0), HTTP API (2.0), ALB and function URLs.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import serverless_wsgi
+from flask import Flask
+from sqlalchemy.pool import QueuePool
+
+from app.logs import LOGGER_NAME, current_invocation, write_invocation_line
+from app.storage import DATABASE_KEY, Database
+from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT, RESPONSE_LIMIT_KEY, LambdaContext, LambdaResponse
+from app.web.errors import JSON_MIMETYPE, error_body
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["EventSource", "LambdaHandler", "classify_event", "make_handler"]
+
+LambdaHandler = Callable[[Any, LambdaContext | None], LambdaResponse]
+
+# What serverless-plugin-warmup and EventBridge schedules send to keep containers warm.
+WARMUP_SOURCES: frozenset[str] = frozenset({"serverless-plugin-warmup", "aws.events"})
+UNSUPPORTED_EVENT_MESSAGE: str = (
+    "This function serves HTTP events only: API Gateway REST (payload 1.0), API Gateway HTTP API "
+    "(payload 2.0), Application Load Balancer and Lambda function URL events."
+)
+DEFAULT_STAGE: str = "$default"
+# SCRIPT_NAMEs serverless-wsgi derives that mean "served at the root": "/$default" (an HTTP
+# API's default stage), and "/" for ALB events (their *.elb.amazonaws.com host looks like
+# API Gateway's, with no stage).
+_ROOT_SCRIPT_NAMES: frozenset[str] = frozenset({"/" + DEFAULT_STAGE, "/"})
+
+_logger = logging.getLogger(f"{LOGGER_NAME}.invocation")
+
+
+class EventSource(enum.Enum):
+    """Where an invocation came from, as far as this function cares."""
+
+    REST_V1 = "apigw-rest"
+    HTTP_V2 = "apigw-http"
+    FUNCTION_URL = "function-url"
+    ALB = "alb"
+    WARMUP = "warmup"
+    UNSUPPORTED = "unsupported"
+
+    @property
+    def is_http(self) -> bool:
+        return self not in (EventSource.WARMUP, EventSource.UNSUPPORTED)
+
+    @property
+    def response_limit(self) -> int:
+        """The largest response JSON this source's invoker accepts."""
+        return ALB_RESPONSE_LIMIT if self is EventSource.ALB else LAMBDA_RESPONSE_LIMIT
+
+
+def classify_event(event: object) -> EventSource:
+    """Classify by the fields serverless-wsgi reads, so that what we pass on it can serve."""
+    if not isinstance(event, dict):
+        return EventSource.UNSUPPORTED
+    if event.get("source") in WARMUP_SOURCES:
+        return EventSource.WARMUP
+    request_context = event.get("requestContext")
+    if event.get("version") == "2.0":
+        return _classify_v2(event, request_context)
+    if isinstance(event.get("httpMethod"), str) and isinstance(event.get("path"), str) and _has_v1_headers(event):
+        if not isinstance(request_context, dict | None):
+            return EventSource.UNSUPPORTED
+        return EventSource.ALB if request_context and "elb" in request_context else EventSource.REST_V1
+    return EventSource.UNSUPPORTED
+
+
+def _classify_v2(event: dict[str, Any], request_context: object) -> EventSource:
+    if not (isinstance(request_context, dict) and isinstance(event.get("headers"), dict | None)):
+        return EventSource.UNSUPPORTED
+    http = request_context.get("http")
+    if not (isinstance(http, dict) and isinstance(http.get("method"), str) and isinstance(event.get("rawPath"), str)):
+        return EventSource.UNSUPPORTED
+    if ".lambda-url." in str(request_context.get("domainName", "")):
+        return EventSource.FUNCTION_URL
+    return EventSource.HTTP_V2
+
+
+def _has_v1_headers(event: dict[str, Any]) -> bool:
+    multi_value_headers = event.get("multiValueHeaders")
+    if multi_value_headers:
+        return isinstance(multi_value_headers, dict)
+    # Null is fine (the console's test events send it); missing is filled in by _with_headers.
+    return isinstance(event.get("headers"), dict | None)
+
+
+def _with_headers(event: dict[str, Any]) -> dict[str, Any]:
+    # serverless-wsgi reads event["headers"] unconditionally. API Gateway, ALB and function
+    # URLs always send them; hand-written test events often do not.
+    if "headers" in event or event.get("multiValueHeaders"):
+        return event
+    return {**event, "headers": {}}
+
+
+def _request_line(event: Any, source: EventSource) -> tuple[str | None, str | None]:
+    """(method, path) of an HTTP event, for logs; (None, None) for anything else."""
+    if source in (EventSource.HTTP_V2, EventSource.FUNCTION_URL):
+        return event["requestContext"]["http"]["method"], event["rawPath"]
+    if source.is_http:
+        return event["httpMethod"], event["path"]
+    return None, None
+
+
+def _proxy_error(status: int, error: str, message: str) -> LambdaResponse:
+    """A JSON error in the proxy response shape, for answers given without the app."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": JSON_MIMETYPE},
+        "body": error_body(error, message),
+        "isBase64Encoded": False,
+    }
+
+
+class _SourceApp:
+    """The app as one event source's requests see it: stage paths fixed, response limit set.
+
+    serverless-wsgi 3.1.0 sets SCRIPT_NAME to "/<stage>" on any host containing
+    "amazonaws.com", which is right for REST APIs only. HTTP APIs serve the `$default` stage
+    at the root (so "/$default" would leak into every URL the app builds) and keep a named
+    stage in `rawPath` (so routing would see "/dev/users" and answer 404); ALB hosts have no
+    stage at all and get "/". An empty path (serverless-offline's REST root) becomes "/".
+    """
+
+    def __init__(self, app: WSGIApplication, source: EventSource) -> None:
+        self.app = app
+        self.response_limit = source.response_limit
+        self.strips_named_stage = source in (EventSource.HTTP_V2, EventSource.FUNCTION_URL)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ[RESPONSE_LIMIT_KEY] = self.response_limit
+        if environ.get("SCRIPT_NAME") in _ROOT_SCRIPT_NAMES:
+            environ["SCRIPT_NAME"] = ""
+        if not environ.get("PATH_INFO"):
+            # Werkzeug would answer "" with a redirect to an absolute https:// URL.
+            environ["PATH_INFO"] = "/"
+        if self.strips_named_stage:
+            _strip_named_stage(environ)
+        return self.app(environ, start_response)
+
+
+def _strip_named_stage(environ: WSGIEnvironment) -> None:
+    stage = environ["serverless.event"]["requestContext"].get("stage")
+    if not stage or stage == DEFAULT_STAGE:
+        return
+    if "amazonaws.com" not in environ.get("SERVER_NAME", ""):
+        return  # custom domains route by base path mapping; the stage is not in the path
+    prefix = "/" + stage
+    path = environ.get("PATH_INFO", "")
+    if path == prefix or path.startswith(prefix + "/"):
+        environ["PATH_INFO"] = path[len(prefix) :] or "/"
+
+
+def make_handler(app: Flask) -> LambdaHandler:
+    """The Lambda handler serving `app`: one JSON log line per invocation, cold start flagged once."""
+    apps = {source: _SourceApp(app, source) for source in EventSource if source.is_http}
+    database: Database = app.extensions[DATABASE_KEY]
+    cold_start = True
+
+    def handler(event: Any, context: LambdaContext | None) -> LambdaResponse:
+        nonlocal cold_start
+        started = time.perf_counter()
+        current_invocation.request_id = getattr(context, "aws_request_id", None)
+        current_invocation.cold_start = cold_start
+        cold_start = False
+        source = classify_event(event)
+        try:
+            response = _respond(apps, source, event, context)
+        except Exception as exc:
+            # Errors inside the app are answered by its handlers; this is the adapter failing on
+            # an event it accepted. Answer JSON rather than return a traceback to the caller.
+            _logger.error("invocation failed", exc_info=exc)
+            response = _proxy_error(500, "internal_server_error", "The server hit an unexpected error.")
+        _log_invocation(database, source, event, response, started)
+        return response
+
+    return handler
+
+
+def _respond(apps: dict[EventSource, _SourceApp], source: EventSource, event: Any, context: Any) -> LambdaResponse:
+    if source is EventSource.WARMUP:
+        return {}  # what serverless-wsgi answers too, without touching the app or the database
+    if source is EventSource.UNSUPPORTED:
+        keys = sorted(event)[:20] if isinstance(event, dict) else None
+        _logger.error("unsupported event", extra={"fields": {"event_keys": keys}})
+        return _proxy_error(400, "unsupported_event", UNSUPPORTED_EVENT_MESSAGE)
+    response: LambdaResponse = serverless_wsgi.handle_request(apps[source], _with_headers(event), context)
+    return response
+
+
+def _log_invocation(
+    database: Database, source: EventSource, event: Any, response: LambdaResponse, started: float
+) -> None:
+    if not _logger.isEnabledFor(logging.INFO):
+        return
+    method, path = _request_line(event, source)
+    engine = database.engine
+    pool = None if engine is None else engine.pool  # None: an S3 snapshot that has not loaded yet
+    figures: tuple[int, int, int] | str | None = None
+    if isinstance(pool, QueuePool):
+        # QueuePool counts overflow from -pool_size; only connections beyond the pool size matter.
+        figures = (pool.size(), pool.checkedout(), max(pool.overflow(), 0))
+    elif pool is not None:
+        figures = type(pool).__name__
+    write_invocation_line(
+        _logger,
+        source=source.value,
+        method=method,
+        path=path,
+        status=response.get("statusCode"),
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        pool=figures,
+    )

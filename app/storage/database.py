@@ -1,0 +1,163 @@
+"""The Database: where the app's engine comes from, and the one owner of it.
+
+`Database.open(settings)` picks the source (in the order of the settings that choose it):
+a SQLite snapshot downloaded from S3 (DB_SNAPSHOT_S3_URI), a URL read from Secrets Manager
+or Parameter Store, DATABASE_URL, else the bundled SQLite file copied to /tmp (the code
+directory is read-only on Lambda). `init_app` puts it in `app.extensions["database"]`;
+everything else reads `.engine` there and never stores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import Pool
+
+from app.config import Settings
+from app.logs import LOGGER_NAME, redact
+from app.storage.bundle import ensure_local_copy
+from app.storage.engine import create_db_engine, password_forms, safe_url, sqlite_read_only_url
+from app.storage.s3_snapshot import SnapshotFile, remove_snapshot_file
+from app.storage.secret import fetch_database_url
+from app.storage.snapshot import SnapshotSource
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["DATABASE_KEY", "Database", "DatabaseUnavailableError"]
+
+# Key of the Database in `Flask.extensions`.
+DATABASE_KEY: str = "database"
+
+_logger = logging.getLogger(f"{LOGGER_NAME}.storage")
+
+
+class DatabaseUnavailableError(Exception):
+    """Raised before a request when there is no database to serve it from yet (an S3 snapshot still loading)."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__("no database loaded yet")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Database:
+    """The engine the app serves from now (`engine`), and where it came from (`describe()`)."""
+
+    def __init__(self, settings: Settings, engine: Engine | None, fields: dict[str, Any]) -> None:
+        self.settings = settings
+        # None only while a configured S3 snapshot has not loaded.
+        self.engine = engine
+        self._fields = fields
+        self._snapshot: SnapshotSource | None = None
+        self._refreshing = threading.Lock()
+        # The pool a swap replaced: a request that was using it returns its connection there
+        # afterwards, so it is disposed once more by the next request.
+        self._retired_pool: Pool | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Database:
+        """Choose the database and build its engine (no connection yet). `clock` times snapshot refreshes."""
+        if settings.db_snapshot_s3_uri is not None:
+            database = cls(settings, None, {"database_source": "DB_SNAPSHOT_S3_URI"})
+            database._snapshot = SnapshotSource(
+                settings.db_snapshot_s3_uri,
+                settings.sqlite_copy_path,
+                settings.db_snapshot_refresh_seconds,
+                clock=clock,
+            )
+            database._snapshot.remove_leftovers()
+            # A failed download does not fail the cold start: requests get 503 until a retry succeeds.
+            database.refresh_if_due()
+            return database
+        from_secret = fetch_database_url(settings)
+        copied: bool | None = None
+        if from_secret is not None:
+            url, source = from_secret
+        elif settings.database_url is not None:
+            url, source = make_url(settings.database_url), "DATABASE_URL"
+            redact(*password_forms(url))
+        else:
+            copied = ensure_local_copy(settings.bundled_db_path, settings.sqlite_copy_path)
+            url, source = sqlite_read_only_url(settings.sqlite_copy_path), "bundle"
+        fields = {"database_source": source, "database": safe_url(url), "bundle_copied": copied}
+        return cls(settings, create_db_engine(settings, url), fields)
+
+    def init_app(self, app: Flask) -> None:
+        """Serve `app` from this database; a snapshot is looked for before requests when due."""
+        app.extensions[DATABASE_KEY] = self
+        if self._snapshot is not None:
+            app.before_request(self._before_request)
+
+    def describe(self) -> dict[str, Any]:
+        """Log fields: which setting chose the database and what it is (no password)."""
+        if self._snapshot is not None:
+            return {**self._fields, **self._snapshot.describe()}
+        return dict(self._fields)
+
+    def refresh_if_due(self) -> None:
+        """Swap in a newer S3 snapshot (or retry a failed cold start) when it is time; never raises."""
+        snapshot = self._snapshot
+        if snapshot is None or not snapshot.due():
+            return
+        # One thread checks; the others go on serving the current copy meanwhile.
+        if not self._refreshing.acquire(blocking=False):
+            return
+        try:
+            if snapshot.due():
+                fetched = snapshot.fetch()
+                if fetched is not None:
+                    self._swap_in(snapshot, fetched)
+        finally:
+            self._refreshing.release()
+
+    def dispose(self) -> None:
+        """Close the pool's connections (and delete a snapshot's file): tests and benchmarks; Lambda just ends."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.dispose()
+        if self._snapshot is not None and self._snapshot.current is not None:
+            remove_snapshot_file(self._snapshot.current.path)
+            self._snapshot.current = None
+
+    def _before_request(self) -> None:
+        retired, self._retired_pool = self._retired_pool, None
+        if retired is not None:
+            retired.dispose()
+        self.refresh_if_due()
+        if self.engine is None:
+            assert self._snapshot is not None
+            raise DatabaseUnavailableError(self._snapshot.retry_after_seconds())
+
+    def _swap_in(self, snapshot: SnapshotSource, fetched: SnapshotFile) -> None:
+        try:
+            engine = create_db_engine(self.settings, sqlite_read_only_url(fetched.path))
+        except Exception as exc:
+            remove_snapshot_file(fetched.path)
+            snapshot.failed(exc)
+            return
+        old_engine, old_file = self.engine, snapshot.current
+        # No lock: a request that already checked out a connection from the old engine keeps
+        # it (dispose() closes only idle ones) and, on POSIX, keeps reading the unlinked file.
+        self.engine, snapshot.current = engine, fetched
+        if old_engine is not None:
+            self._retired_pool = old_engine.pool
+            old_engine.dispose()
+        if old_file is not None:
+            remove_snapshot_file(old_file.path)
+        _logger.info(
+            "snapshot loaded",
+            extra={
+                "fields": {
+                    **snapshot.describe(),
+                    "snapshot_size_bytes": fetched.size_bytes,
+                    "snapshot_download_ms": fetched.download_ms,
+                    "replaced_etag": None if old_file is None else old_file.etag,
+                }
+            },
+        )

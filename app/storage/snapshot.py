@@ -1,0 +1,146 @@
+"""Which SQLite snapshot from S3 this process serves, and when to look for a newer one.
+
+Lifecycle (docs/aws.md, "Database snapshot from S3"):
+- Cold start: download and verify the object. If that fails the app still starts: every
+  request is answered 503 JSON, and the download is retried on later requests, at most
+  once per 1, 2, 4, ... up to 60 seconds.
+- Warm: with DB_SNAPSHOT_REFRESH_SECONDS > 0, a request arriving that long after the last
+  check first asks S3 for the object if its ETag changed (a conditional GET: an unchanged
+  object costs one request and no download). A new object goes to a new file; a failed
+  refresh is logged and the previous copy keeps serving; the next check is one period later.
+This module only fetches files and keeps the schedule; `app.storage.database.Database`
+builds engines on them and swaps them in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.config import S3Location
+from app.logs import LOGGER_NAME
+from app.storage import aws
+from app.storage.s3_snapshot import SnapshotError, SnapshotFile, download_snapshot
+
+__all__ = ["RETRY_INITIAL_SECONDS", "RETRY_MAX_SECONDS", "SnapshotSource"]
+
+# Backoff between download attempts while there is no good copy: doubles up to the maximum.
+RETRY_INITIAL_SECONDS: float = 1.0
+RETRY_MAX_SECONDS: float = 60.0
+# A snapshot without the table GET /users reads would only fail every request.
+REQUIRED_TABLE: str = "users"
+
+_logger = logging.getLogger(f"{LOGGER_NAME}.snapshot")
+
+
+class SnapshotSource:
+    """The S3 object, the verified local copy in use, and the download schedule."""
+
+    def __init__(
+        self, location: S3Location, copy_path: Path, refresh_seconds: int, *, clock: Callable[[], float]
+    ) -> None:
+        self.location = location
+        self.refresh_seconds = refresh_seconds
+        self.current: SnapshotFile | None = None
+        self._directory = copy_path.parent
+        # The pid in the name tells a later process whose files it may remove (see remove_leftovers).
+        self._file_stem = f"{copy_path.stem}.snapshot-"
+        self._file_prefix = f"{self._file_stem}{os.getpid()}-"
+        self._clock = clock
+        self._s3_client: Any = None  # created by the first download, never at import
+        self._next_attempt_at = -math.inf
+        self._retry_delay = RETRY_INITIAL_SECONDS
+
+    def due(self) -> bool:
+        """Whether it is time to look for a (newer) snapshot."""
+        return self._clock() >= self._next_attempt_at
+
+    def fetch(self) -> SnapshotFile | None:
+        """A newly downloaded, verified snapshot file; None when unchanged or failed (logged). Never raises."""
+        started_at = self._clock()
+        try:
+            fetched = download_snapshot(
+                self._s3(),
+                self.location,
+                self._directory,
+                self._file_prefix,
+                required_table=REQUIRED_TABLE,
+                if_none_match=None if self.current is None else self.current.etag,
+            )
+        except Exception as exc:
+            # Whatever failed, the request that triggered the check must still be answered.
+            self.failed(exc, started_at)
+            return None
+        self._retry_delay = RETRY_INITIAL_SECONDS
+        self._next_attempt_at = started_at + self.refresh_seconds if self.refresh_seconds else math.inf
+        if fetched is None:
+            _logger.debug("snapshot unchanged", extra={"fields": self.describe()})
+        return fetched
+
+    def failed(self, exc: Exception, started_at: float | None = None) -> None:
+        """Log a failed download (or a file that could not be served) and schedule the next attempt."""
+        if started_at is None:
+            started_at = self._clock()
+        if self.current is None:
+            delay = self._retry_delay
+            self._retry_delay = min(delay * 2, RETRY_MAX_SECONDS)
+        else:
+            delay = float(self.refresh_seconds)
+        self._next_attempt_at = started_at + delay
+        known = isinstance(exc, SnapshotError)
+        fields = {
+            "s3_uri": self.location.uri,
+            "error_code": exc.code if isinstance(exc, SnapshotError) else type(exc).__name__,
+            "error_message": exc.message if isinstance(exc, SnapshotError) else str(exc),
+            # What requests get meanwhile: the previous good copy, or 503.
+            "serving_etag": None if self.current is None else self.current.etag,
+            "retry_in_seconds": delay,
+        }
+        # A traceback only helps for the unexpected; an S3 error code says it all.
+        _logger.error("snapshot download failed", exc_info=None if known else exc, extra={"fields": fields})
+
+    def retry_after_seconds(self) -> int:
+        """Whole seconds until the next download attempt (at least 1), for Retry-After."""
+        wait = self._next_attempt_at - self._clock()
+        return max(1, math.ceil(wait)) if math.isfinite(wait) else 1
+
+    def describe(self) -> dict[str, Any]:
+        """Log fields naming the object and the copy in use."""
+        return {
+            "database": self.location.uri,
+            "snapshot_etag": None if self.current is None else self.current.etag,
+            "snapshot_version_id": None if self.current is None else self.current.version_id,
+            "snapshot_refresh_seconds": self.refresh_seconds,
+        }
+
+    def remove_leftovers(self) -> None:
+        """Delete snapshot files of processes that are gone (and our own pid's, from before a restart)."""
+        # On Lambda one process owns /tmp, but a restarted runtime finds the files of the one
+        # before it; locally, two servers may share a directory, so spare live processes' files.
+        pattern = re.compile(rf"\.?{re.escape(self._file_stem)}(\d+)-")
+        if not self._directory.is_dir():
+            return
+        for path in self._directory.iterdir():
+            match = pattern.match(path.name)
+            if match is not None and (int(match[1]) == os.getpid() or not _process_alive(int(match[1]))):
+                path.unlink(missing_ok=True)
+
+    def _s3(self) -> Any:
+        if self._s3_client is None:
+            self._s3_client = aws.client("s3")
+        return self._s3_client
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
