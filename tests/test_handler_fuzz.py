@@ -292,6 +292,8 @@ def _with(build: Callable[[], Event], *changes: tuple[tuple[str | int, ...], Any
 @example(event=_with(make_v1_event, (("requestContext",), None)))
 @example(event=_with(make_v1_event, (("requestContext", "identity"), None)))
 @example(event=_with(make_v1_event, (("requestContext", "authorizer"), None)))
+# What the Lambda guide says a function URL with auth type NONE sends.
+@example(event=_with(make_function_url_event, (("requestContext", "authorizer"), None)))
 @example(event=_with(make_v1_event, (("headers", "Accept"), "text/plain\nX-Injected: 1")))
 @example(event=_with(make_v1_event, (("httpMethod",), "HEAD")))
 @example(event=_with(make_v2_event, (("requestContext", "http", "method"), "OPTIONS")))
