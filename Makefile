@@ -86,7 +86,7 @@ db-check: | $(BIN)/python
 # Page latency and peak RSS of GET /users at 1k, 100k and 1M users (~10 s; prints a table).
 .PHONY: bench-pagination
 bench-pagination: $(VENV)/.runtime-deps
-	$(BIN)/python bench/pagination.py
+	$(BIN)/python -m bench.pagination
 
 # Warm /users on PostgreSQL: pooled vs NullPool vs engine per request, and 8 simulated containers.
 .PHONY: bench-postgres
