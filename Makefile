@@ -2,14 +2,19 @@
 #   make run    serve the API on the bundled SQLite database at http://127.0.0.1:5000/users
 #   make test   install what the tests need, then ruff, mypy and pytest
 #   make bench  (optional) install the benchmark group, run bench/ (~2 min), write bench/RESULTS.md + warm.png
-# All three create .venv on first use and reinstall only when the dependency files change.
+#   make lock   (maintainers) re-resolve the hashed lock files after editing requirements*.in or
+#               pyproject.toml's [dependency-groups]; needs PyPI
+# All three create .venv on first use and reinstall only when a lock file changes. They install
+# lock files alone, each package pinned with its hashes (pip --require-hashes), wheels only.
 
 # The Lambda runtime's Python (serverless.yml `runtime: python3.13`; .python-version tells pyenv).
 PYTHON ?= python3
 PYTHON_VERSION := $(shell cat .python-version)
 VENV := .venv
 BIN := $(VENV)/bin
-PIP_VERSION := 25.3
+# Hash-checked installs of the lock files `make lock` writes; wheels only (the locks say so too),
+# so no unpinned build backend is ever fetched to build an sdist.
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --only-binary=:all:
 
 # Stop at once, in one line, on the wrong interpreter: a venv of another Python would test what
 # Lambda does not run (and pip would fail later with a long traceback).
@@ -26,22 +31,27 @@ endif
 endif
 endif
 
-.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean
+.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
 
-$(VENV)/.runtime-deps: requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+$(VENV)/.pip: requirements-pip.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-pip.txt
 	touch $@
 
-$(VENV)/.dev-deps: requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt --group dev
+# requirements-dev.txt and requirements-bench.txt hold requirements.txt's packages at the same
+# versions (make lock resolves them under it), so installing either also installs the runtime.
+$(VENV)/.runtime-deps: requirements.txt $(VENV)/.pip
+	$(PIP_INSTALL) -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.pip
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime-deps
 
-$(VENV)/.bench-deps: requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt --group bench
+$(VENV)/.bench-deps: requirements-bench.txt $(VENV)/.pip
+	$(PIP_INSTALL) -r requirements-bench.txt
 	touch $@ $(VENV)/.runtime-deps
 
 run: $(VENV)/.runtime-deps
@@ -92,6 +102,28 @@ bench-pagination: $(VENV)/.runtime-deps
 .PHONY: bench-postgres
 bench-postgres: $(VENV)/.dev-deps
 	$(BIN)/python -m bench.postgres_pool
+
+# Re-resolve every lock from its input for the Lambda runtime (Python 3.13, Linux x86_64:
+# manylinux2014 wheels), with the hashes of every file of each pinned release. Each lock is
+# resolved under the ones before it, so a package shared by two locks has one version in both.
+# uv is installed (hash-checked, from requirements-uv.txt) beside .venv, not into it.
+UV_DIR := $(VENV)/uv
+UV_COMPILE = $(UV_DIR)/bin/uv pip compile --quiet --generate-hashes --python-version $(PYTHON_VERSION) \
+	--python-platform x86_64-manylinux2014 --only-binary :all: --emit-build-options --custom-compile-command "make lock"
+
+$(UV_DIR)/bin/uv: requirements-uv.txt $(VENV)/.pip
+	$(PIP_INSTALL) --target $(UV_DIR) --upgrade -r requirements-uv.txt
+	touch $@
+
+lock: $(UV_DIR)/bin/uv
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-postgres.in -c requirements.txt -o requirements-postgres.txt
+	$(UV_COMPILE) requirements-aws.in -c requirements.txt -o requirements-aws.txt
+	$(UV_COMPILE) requirements.in requirements-postgres.in requirements-aws.in --group pyproject.toml:dev \
+		-c requirements.txt -c requirements-postgres.txt -c requirements-aws.txt -o requirements-dev.txt
+	$(UV_COMPILE) requirements.in --group pyproject.toml:bench -c requirements-dev.txt -o requirements-bench.txt
+	$(UV_COMPILE) --group pyproject.toml:pip -o requirements-pip.txt
+	$(UV_COMPILE) --group pyproject.toml:uv -o requirements-uv.txt
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .pytest_cache .mypy_cache .ruff_cache .coverage
