@@ -26,7 +26,7 @@ endif
 endif
 endif
 
-.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean
+.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,14 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench
+
+# The Serverless CLI with this venv's python3.13 first on PATH (pip and the bytecode compiler
+# run it) and no EC2 metadata probe: packaging needs no AWS.
+OSLS := PATH="$(CURDIR)/$(BIN):$$PATH" AWS_EC2_METADATA_DISABLED=true npx osls
+
+# The deployment zip, .serverless/users-api.zip, exactly as `osls deploy` uploads it.
+package: node_modules/.package-lock.json | $(BIN)/python
+	$(OSLS) package
 
 # Rebuild data/users.db from data/schema.sql + data/users.csv (commit the result).
 db: | $(BIN)/python

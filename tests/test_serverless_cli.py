@@ -1,4 +1,4 @@
-"""The Serverless Framework CLI (osls) flows: `invoke local`, `offline` and `package`.
+"""The Serverless Framework CLI (osls) flows: `invoke local` and `offline` (`package`: tests/test_artifact.py).
 
 These run the real CLI from node_modules (installed by `make test` when npm is present) with
 dummy AWS credentials and the EC2 metadata probe disabled: nothing here may reach AWS.
@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,54 +243,3 @@ def test_offline_serves_rest_and_http_api_routes_from_one_warm_process(offline: 
     # One python process served them all: one init, one cold start, then warm invocations.
     assert [line["message"] for line in logs].count("app initialised") == 1
     assert [line["cold_start"] for line in invocations] == [True] + [False] * 6
-
-
-@needs_cli
-def test_package_ships_only_handler_app_database_and_dependencies(tmp_path: Path) -> None:
-    out_dir = tmp_path / "artifact"
-    result = subprocess.run(
-        [str(OSLS), "package", "--package", str(out_dir)],
-        cwd=ROOT,
-        env=cli_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    with zipfile.ZipFile(out_dir / "users-api.zip") as artifact:
-        names = set(artifact.namelist())
-        artifact.extractall(tmp_path / "unzipped")
-
-    ours = {name for name in names if name.split("/")[0] in {"handler.py", "app", "data"}}
-    assert ours == {"handler.py", "data/users.db"} | {f"app/{path.name}" for path in (ROOT / "app").glob("*.py")}
-    for dependency in ("flask/__init__.py", "sqlalchemy/__init__.py", "werkzeug/__init__.py", "serverless_wsgi.py"):
-        assert dependency in names
-    forbidden = ("tests/", "events/", ".venv/", "node_modules/", "scripts/", ".git/", "bench/")
-    assert not [name for name in names if name.startswith(forbidden) or "__pycache__" in name]
-    assert not {"README.md", "Makefile", "package.json", "pyproject.toml", "serverless.yml"} & names
-
-    # The unzipped artifact alone (no venv, no repo) must import and serve like Lambda would.
-    probe = "\n".join(
-        [
-            "import json, sys",
-            "sys.path.insert(0, sys.argv[1])",
-            "import handler",
-            "class Context: aws_request_id = 'package-probe'",
-            "print(json.dumps(handler.handler(json.load(open(sys.argv[2])), Context())))",
-        ]
-    )
-    served = subprocess.run(
-        [sys.executable, "-S", "-c", probe, str(tmp_path / "unzipped"), str(SAMPLE_EVENTS_DIR / "http-api-v2.json")],
-        cwd=tmp_path,
-        env={"SQLITE_COPY_PATH": str(tmp_path / "copy" / "users.db"), "PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert served.returncode == 0, served.stderr
-    response = json.loads(served.stdout.splitlines()[-1])
-    assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
