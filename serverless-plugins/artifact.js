@@ -3,8 +3,9 @@
 // Local plugin: finishes the deployment zip that `osls package` (and `deploy`) builds.
 // Listed after serverless-python-requirements in serverless.yml, so its hooks run after that
 // plugin has injected the dependencies into the zip.
-// It compiles every .py in the zip to bytecode for the runtime's Python (scripts/compile_artifact.py:
-// why, and why `unchecked-hash`).
+//  - compiles every .py in the zip to bytecode for the runtime's Python (scripts/compile_artifact.py:
+//    why, and why `unchecked-hash`);
+//  - warns when DATABASE_URL is exported: it is deliberately not deployed (see docs/deploy.md).
 
 const { execFile } = require('child_process');
 const path = require('path');
@@ -27,6 +28,13 @@ class ArtifactPlugin {
   }
 
   beforePackage() {
+    if (process.env.DATABASE_URL) {
+      this.log.warning(
+        'DATABASE_URL from the shell is not deployed (it would write the password into the ' +
+          'CloudFormation template); deploy with the databaseSecretArn or databaseUrlSsmParameter ' +
+          'param instead (docs/deploy.md).'
+      );
+    }
     // A `package.artifact` given in serverless.yml is a zip built elsewhere: leave it alone.
     this.prebuilt = new Set(this.artifactPaths());
   }

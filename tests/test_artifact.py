@@ -1,7 +1,8 @@
 """The deployment artifact as Lambda runs it.
 
-`osls package` builds the real zip once per session, in a copy of the project. The zip
-is unzipped, made read-only and imported the way the Lambda runtime does: its Python, `-S`,
+`osls package` builds the real zip once per session, in a copy of the project, with a
+DATABASE_URL exported that must not reach the deployment. The zip is unzipped, made
+read-only and imported the way the Lambda runtime does: its Python, `-S`,
 PYTHONDONTWRITEBYTECODE=1, the zip's contents alone on sys.path. Every module must come
 from the bytecode the artifact ships; a probe in the child process records any module the
 import system compiles from source.
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ RUNTIME: str = SERVERLESS_CONFIG["provider"]["runtime"]
 RUNTIME_VERSION: str = RUNTIME.removeprefix("python")
 # The interpreter behind this venv: the runtime's Python, without the venv's site-packages.
 RUNTIME_PYTHON = Path(sys.base_prefix) / "bin" / RUNTIME
+# In the exported DATABASE_URL: it must appear nowhere in what `osls package` writes.
+LEAK_MARKER = "pw-must-not-deploy-7f3a9c"
 # What pip and the packager may leave and Lambda never needs.
 JUNK = re.compile(r"^(bin/|requirements\.txt$|\.completed_requirements$|[^/]+\.(dist|egg)-info/)|/tests?/")
 PYC_SUFFIX = f".cpython-{RUNTIME_VERSION.replace('.', '')}.pyc"
@@ -140,6 +144,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     scratch = tmp_path_factory.mktemp("artifact")
     project = _copy_project(scratch / "project")
     env = cli_env(scratch)
+    env["DATABASE_URL"] = f"postgresql+psycopg://app:{LEAK_MARKER}@db.example.com:5432/users"
     result = subprocess.run(
         [str(OSLS), "package"],
         cwd=project,
@@ -305,6 +310,24 @@ def test_import_probe_detects_timestamp_bytecode_after_the_zip_normalised_file_t
     assert "handler.py" in {Path(path).relative_to(writable_copy).as_posix() for path in result.compiled}
 
 
+@needs_cli
+def test_package_keeps_the_shells_database_url_out_of_the_deployment(artifact: Artifact) -> None:
+    leaks = []
+    for path in artifact.serverless_dir.rglob("*"):
+        if path.is_file() and LEAK_MARKER.encode() in path.read_bytes():
+            leaks.append(str(path.relative_to(artifact.serverless_dir)))
+    for path in artifact.tree.rglob("*"):
+        if path.is_file() and LEAK_MARKER.encode() in path.read_bytes():
+            leaks.append(f"users-api.zip:{path.relative_to(artifact.tree)}")
+    template = json.loads((artifact.serverless_dir / "cloudformation-template-update-stack.json").read_text())
+    environment = template["Resources"]["ApiLambdaFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert leaks == []
+    assert "DATABASE_URL" not in environment
+    assert (environment["DATABASE_SECRET_ARN"], environment["DATABASE_URL_SSM_PARAMETER"]) == ("", "")
+    assert "DATABASE_URL from the shell is not deployed" in artifact.output
+
+
 def test_pip_targets_the_runtimes_python_and_platform() -> None:
     requirements = SERVERLESS_CONFIG["custom"]["pythonRequirements"]
     pip_arguments = " ".join(requirements["pipCmdExtraArgs"])
@@ -315,3 +338,34 @@ def test_pip_targets_the_runtimes_python_and_platform() -> None:
     assert "--only-binary=:all:" in pip_arguments
     assert re.search(r"--platform manylinux\S*_\$\{self:custom\.wheelArchitecture\}", pip_arguments)
     assert (requirements["useStaticCache"], requirements["useDownloadCache"]) == (False, False)
+
+
+@pytest.fixture(scope="module")
+def stage_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if shutil.which("node") is None or not OSLS.exists():
+        pytest.skip("Serverless CLI not installed: needs node and npm (`make test` runs `npm ci` when npm is on PATH)")
+    scratch = tmp_path_factory.mktemp("print")
+    secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:users-api/prod/db-AbCdEf"
+    result = subprocess.run(
+        [str(OSLS), "print", "--stage", "prod", "--format", "json", "--param", f"databaseSecretArn={secret_arn}"],
+        cwd=ROOT,
+        env=cli_env(scratch),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield json.loads(result.stdout[result.stdout.index("{") :])
+
+
+@needs_cli
+def test_deploy_settings_name_the_secret_per_stage(stage_config: dict[str, Any]) -> None:
+    environment = stage_config["provider"]["environment"]
+
+    assert environment["DATABASE_SECRET_ARN"] == (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:users-api/prod/db-AbCdEf"
+    )
+    assert environment["DATABASE_URL_SSM_PARAMETER"] == ""
+    assert stage_config["custom"]["wheelArchitecture"] == "x86_64"
