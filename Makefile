@@ -26,7 +26,7 @@ endif
 endif
 endif
 
-.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean package invoke offline
+.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean package invoke offline bench-artifact
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,10 @@ invoke: $(VENV)/.runtime-deps node_modules/.package-lock.json
 # Both APIs on http://127.0.0.1:3000 (/users, /dev/users) until Ctrl-C.
 offline: $(VENV)/.runtime-deps node_modules/.package-lock.json
 	$(OSLS) offline
+
+# Cold start of the packaged zip: as shipped vs fully precompiled vs a bare interpreter (~1 min).
+bench-artifact: package
+	$(BIN)/python -m bench.artifact_cold --artifact .serverless/users-api.zip
 
 # Rebuild data/users.db from data/schema.sql + data/users.csv (commit the result).
 db: | $(BIN)/python

@@ -369,3 +369,22 @@ def test_deploy_settings_name_the_secret_per_stage(stage_config: dict[str, Any])
     )
     assert environment["DATABASE_URL_SSM_PARAMETER"] == ""
     assert stage_config["custom"]["wheelArchitecture"] == "x86_64"
+
+
+@needs_cli
+def test_artifact_cold_start_bench_runs_every_variant(artifact: Artifact) -> None:
+    # Timings belong to `make bench-artifact`; this checks the benchmark still runs and reports.
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.artifact_cold", "--artifact", str(artifact.zip_path), "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split(" | ")[0].lstrip("| ") for line in completed.stdout.splitlines() if line.startswith("| ")]
+    assert rows[2:] == ["as shipped", "fully precompiled", "no bytecode (the zip before #12)", rows[-1]]
+    assert rows[-1].startswith("reference: bare `python -S`")
+    assert "as shipped / fully precompiled, per round" in completed.stdout
