@@ -2,14 +2,19 @@
 #   make run    serve the API on the bundled SQLite database at http://127.0.0.1:5000/users
 #   make test   install what the tests need, then ruff, mypy and pytest
 #   make bench  (optional) install the benchmark group, run bench/ (~2 min), write bench/RESULTS.md + warm.png
-# All three create .venv on first use and reinstall only when the dependency files change.
+#   make lock   (maintainers) re-resolve the hashed lock files after editing requirements*.in or
+#               pyproject.toml's [dependency-groups]; needs PyPI
+# All three create .venv on first use and reinstall only when a lock file changes. They install
+# lock files alone, each package pinned with its hashes (pip --require-hashes), wheels only.
 
 # The Lambda runtime's Python (serverless.yml `runtime: python3.13`; .python-version tells pyenv).
 PYTHON ?= python3
 PYTHON_VERSION := $(shell cat .python-version)
 VENV := .venv
 BIN := $(VENV)/bin
-PIP_VERSION := 25.3
+# Hash-checked installs of the lock files `make lock` writes; wheels only (the locks say so too),
+# so no unpinned build backend is ever fetched to build an sdist.
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --only-binary=:all:
 
 # Stop at once, in one line, on the wrong interpreter: a venv of another Python would test what
 # Lambda does not run (and pip would fail later with a long traceback).
@@ -26,22 +31,27 @@ endif
 endif
 endif
 
-.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean
+.PHONY: run test check lint typecheck pytest node-deps bench db db-check clean lock package invoke offline bench-artifact
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
 
-$(VENV)/.runtime-deps: requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+$(VENV)/.pip: requirements-pip.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-pip.txt
 	touch $@
 
-$(VENV)/.dev-deps: requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt --group dev
+# requirements-dev.txt and requirements-bench.txt hold requirements.txt's packages at the same
+# versions (make lock resolves them under it), so installing either also installs the runtime.
+$(VENV)/.runtime-deps: requirements.txt $(VENV)/.pip
+	$(PIP_INSTALL) -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.pip
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime-deps
 
-$(VENV)/.bench-deps: requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt --group bench
+$(VENV)/.bench-deps: requirements-bench.txt $(VENV)/.pip
+	$(PIP_INSTALL) -r requirements-bench.txt
 	touch $@ $(VENV)/.runtime-deps
 
 run: $(VENV)/.runtime-deps
@@ -76,6 +86,27 @@ node_modules/.package-lock.json: package.json package-lock.json
 bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench
 
+# The Serverless CLI with this venv's python3.13 first on PATH (pip, the bytecode compiler and
+# the local flows run it) and no EC2 metadata probe: package, invoke and offline need no AWS.
+OSLS := PATH="$(CURDIR)/$(BIN):$$PATH" AWS_EC2_METADATA_DISABLED=true npx osls
+EVENT ?= events/http-api-v2.json
+
+# The deployment zip, .serverless/users-api.zip, exactly as `osls deploy` uploads it.
+package: node_modules/.package-lock.json | $(BIN)/python
+	$(OSLS) package
+
+# One invocation of the handler with a sample event: make invoke EVENT=events/rest-v1.json
+invoke: $(VENV)/.runtime-deps node_modules/.package-lock.json
+	$(OSLS) invoke local --function api --path $(EVENT)
+
+# Both APIs on http://127.0.0.1:3000 (/users, /dev/users) until Ctrl-C.
+offline: $(VENV)/.runtime-deps node_modules/.package-lock.json
+	$(OSLS) offline
+
+# Cold start of the packaged zip: as shipped vs fully precompiled vs a bare interpreter (~1 min).
+bench-artifact: package
+	$(BIN)/python -m bench.artifact_cold --artifact .serverless/users-api.zip
+
 # Rebuild data/users.db from data/schema.sql + data/users.csv (commit the result).
 db: | $(BIN)/python
 	$(BIN)/python scripts/build_db.py
@@ -86,12 +117,34 @@ db-check: | $(BIN)/python
 # Page latency and peak RSS of GET /users at 1k, 100k and 1M users (~10 s; prints a table).
 .PHONY: bench-pagination
 bench-pagination: $(VENV)/.runtime-deps
-	$(BIN)/python bench/pagination.py
+	$(BIN)/python -m bench.pagination
 
 # Warm /users on PostgreSQL: pooled vs NullPool vs engine per request, and 8 simulated containers.
 .PHONY: bench-postgres
 bench-postgres: $(VENV)/.dev-deps
 	$(BIN)/python -m bench.postgres_pool
+
+# Re-resolve every lock from its input for the Lambda runtime (Python 3.13, Linux x86_64:
+# manylinux2014 wheels), with the hashes of every file of each pinned release. Each lock is
+# resolved under the ones before it, so a package shared by two locks has one version in both.
+# uv is installed (hash-checked, from requirements-uv.txt) beside .venv, not into it.
+UV_DIR := $(VENV)/uv
+UV_COMPILE = $(UV_DIR)/bin/uv pip compile --quiet --generate-hashes --python-version $(PYTHON_VERSION) \
+	--python-platform x86_64-manylinux2014 --only-binary :all: --emit-build-options --custom-compile-command "make lock"
+
+$(UV_DIR)/bin/uv: requirements-uv.txt $(VENV)/.pip
+	$(PIP_INSTALL) --target $(UV_DIR) --upgrade -r requirements-uv.txt
+	touch $@
+
+lock: $(UV_DIR)/bin/uv
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-postgres.in -c requirements.txt -o requirements-postgres.txt
+	$(UV_COMPILE) requirements-aws.in -c requirements.txt -o requirements-aws.txt
+	$(UV_COMPILE) requirements.in requirements-postgres.in requirements-aws.in --group pyproject.toml:dev \
+		-c requirements.txt -c requirements-postgres.txt -c requirements-aws.txt -o requirements-dev.txt
+	$(UV_COMPILE) requirements.in --group pyproject.toml:bench -c requirements-dev.txt -o requirements-bench.txt
+	$(UV_COMPILE) --group pyproject.toml:pip -o requirements-pip.txt
+	$(UV_COMPILE) --group pyproject.toml:uv -o requirements-uv.txt
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -16,7 +16,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -33,7 +35,7 @@ from bench.workload import FakeContext, load_users_event
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-BENCH_DATABASE = "users_api_bench"
+BENCH_DATABASE_PREFIX = "users_api_bench_"  # + a uuid: two runs on one server never share a database
 USERS = 100
 
 CONTAINER_SCRIPT = """
@@ -51,15 +53,15 @@ sys.stdin.read()
 
 
 def prepare_database(admin_url: str) -> URL:
-    """A fresh database with USERS users; returns its URL."""
+    """A new database, named for this run, with USERS users; returns its URL (drop_database removes it)."""
+    name = f"{BENCH_DATABASE_PREFIX}{uuid.uuid4().hex}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {BENCH_DATABASE}"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
     finally:
         admin.dispose()
-    url = make_url(admin_url).set(database=BENCH_DATABASE)
+    url = make_url(admin_url).set(database=name)
     setup = create_engine(url)
     try:
         with setup.begin() as conn:
@@ -73,6 +75,16 @@ def prepare_database(admin_url: str) -> URL:
     finally:
         setup.dispose()
     return url
+
+
+def drop_database(admin_url: str, url: URL) -> None:
+    """Drop the database prepare_database made (ending its sessions: ours, and any a crash left)."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {url.database} WITH (FORCE)"))
+    finally:
+        admin.dispose()
 
 
 def import_handler(url: URL) -> ModuleType:
@@ -119,9 +131,14 @@ def count_connections(admin_url: str, application_name: str) -> int:
         observer.dispose()
 
 
-def simulate_containers(url: URL, admin_url: str, containers: int, requests: int) -> int:
-    """Start `containers` handler processes, each serving `requests`; server-side connections while all are warm."""
-    application_name = f"users-api-bench-{os.getpid()}"
+@contextmanager
+def warm_containers(url: URL, containers: int, requests: int) -> Iterator[str]:
+    """Start `containers` handler processes, each serving `requests`, and keep them warm in the block.
+
+    Yields the application_name their connections carry (unique to this call), to find them in
+    pg_stat_activity; the processes exit when the block ends.
+    """
+    application_name = f"users-api-bench-{uuid.uuid4().hex[:12]}"
     database_url = url.update_query_dict({"application_name": application_name}).render_as_string(hide_password=False)
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
     processes = [
@@ -140,7 +157,7 @@ def simulate_containers(url: URL, admin_url: str, containers: int, requests: int
             assert process.stdout is not None
             if process.stdout.readline().strip() != "served":
                 raise RuntimeError("a container process failed to serve its requests")
-        connections = count_connections(admin_url, application_name)
+        yield application_name
     finally:
         for process in processes:
             assert process.stdin is not None and process.stdout is not None
@@ -149,7 +166,12 @@ def simulate_containers(url: URL, admin_url: str, containers: int, requests: int
             process.stdout.close()
     if any(process.returncode != 0 for process in processes):
         raise RuntimeError("a container process exited with an error")
-    return connections
+
+
+def simulate_containers(url: URL, admin_url: str, containers: int, requests: int) -> int:
+    """Start `containers` handler processes, each serving `requests`; server-side connections while all are warm."""
+    with warm_containers(url, containers, requests) as application_name:
+        return count_connections(admin_url, application_name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,6 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped: no PostgreSQL server at {make_url(ADMIN_URL).render_as_string()}: {str(exc).splitlines()[0]}")
         return 0
 
+    try:
+        return _run(args, url)
+    finally:
+        drop_database(ADMIN_URL, url)
+
+
+def _run(args: argparse.Namespace, url: URL) -> int:
     module = import_handler(url)
     variants = warm_variants(module, url)
     event, context = load_users_event(), FakeContext()

@@ -26,6 +26,7 @@ from app.adapter import make_handler
 from app.config import Settings
 from app.logs import LOGGER_NAME
 from app.storage import DATABASE_KEY, Database
+from app.storage.engine import sqlite_read_only_url
 from app.storage.queries import fetch_users_after
 from app.web.pages import FETCH_CHUNK_ROWS
 from bench.workload import USERS_PATH, build_users_db, handler_environ
@@ -108,6 +109,10 @@ def _first_page(engine: Engine) -> list[str]:
 def app_with_engine_per_request(settings: Settings) -> Flask:
     """The app, but a new Database (engine and pool) for every request, disposed after it: the anti-pattern."""
     app = create_app(settings)
+    if settings.database_url is None:
+        # The cold start copied the bundle; per request only the engine is new, not the copy.
+        copy_url = sqlite_read_only_url(settings.sqlite_copy_path).render_as_string(hide_password=False)
+        settings = replace(settings, database_url=copy_url)
 
     @app.before_request
     def _new_database() -> None:

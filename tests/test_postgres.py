@@ -1,20 +1,24 @@
 """The same handler on a real PostgreSQL server: pooling, reconnects, limits, many containers.
 
-Needs a server at TEST_POSTGRES_URL (default: postgres@127.0.0.1:5432, trust auth) and the
-optional driver (requirements-postgres.txt). A local cluster that is installed but stopped is
-started; only where no server can be had do these tests skip, saying why.
+The session starts a throwaway cluster of its own (tests/postgres_cluster.py: initdb + pg_ctl in
+a temp dir, a free port on 127.0.0.1) and never touches the machine's server. With
+TEST_POSTGRES_URL set (a superuser's URL of a server's maintenance database), the tests that
+only read and write run against that server instead; the ones that restart the server or kill
+its backends always run against the throwaway cluster. Every database is named for the run.
+Needs the optional driver (requirements-postgres.txt); without it, or without PostgreSQL's
+server binaries (and no TEST_POSTGRES_URL), these tests skip, saying why.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,8 @@ from sqlalchemy.pool import QueuePool
 
 from app.adapter import LambdaHandler
 from app.config import Settings
-from bench.postgres_pool import simulate_containers
+from bench.postgres_pool import warm_containers
+from tests import postgres_cluster
 from tests.conftest import FakeContext, count_connects, engine_of, log_lines, queue_pool
 from tests.events import (
     HTTP_EVENT_BUILDERS,
@@ -34,15 +39,19 @@ from tests.events import (
     make_v2_event,
     response_headers,
 )
+from tests.postgres_cluster import ClusterUnavailableError, PostgresCluster, locate_server, throwaway_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-TEST_DATABASE = "users_api_test"
+SHARED_SERVER_URL = os.environ.get("TEST_POSTGRES_URL")
+DATABASE_PREFIX = "users_api_test_"  # + a uuid per run: checkouts testing at once never share a database
 NAMES = ["Alice", "Bob", "Zoë", "李雷", "O'Brien, Jr."]
 BODY = 'Alice,Bob,Zoë,李雷,"O\'Brien, Jr."'
+# How long a test waits for the server to show the state it asserts (a backend exits after its
+# client has gone, not when): long enough for a loaded machine, short enough to fail fast.
+STATE_TIMEOUT_SECONDS = 10.0
 
 
-def _connectable(url: str) -> str | None:
+def _connectable(url: URL | str) -> str | None:
     """None if a server answers at `url`, else why not."""
     engine = create_engine(url, connect_args={"connect_timeout": 3}, poolclass=None)
     try:
@@ -55,61 +64,89 @@ def _connectable(url: str) -> str | None:
         engine.dispose()
 
 
-def _local_clusters() -> list[str]:
-    config = Path("/etc/postgresql")
-    return sorted(p.name for p in config.iterdir() if (p / "main").is_dir()) if config.is_dir() else []
-
-
-def _start_local_cluster() -> None:
-    for version in _local_clusters():
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-
-
-def _wait_for(url: str, seconds: float) -> str | None:
+def _wait_for(url: URL | str, seconds: float) -> str | None:
     deadline = time.monotonic() + seconds
     while (problem := _connectable(url)) is not None and time.monotonic() < deadline:
         time.sleep(0.5)
     return problem
 
 
-@pytest.fixture(scope="session")
-def admin_url() -> str:
-    """A URL of the server's maintenance database; skips if there is no server to be had."""
-    pytest.importorskip("psycopg", reason="PostgreSQL driver not installed: pip install -r requirements-postgres.txt")
-    problem = _connectable(ADMIN_URL)
-    if problem is not None and shutil.which("pg_ctlcluster") and _local_clusters():
-        _start_local_cluster()  # installed but stopped: the test command starts it
-        problem = _wait_for(ADMIN_URL, 30)
-    if problem is not None:
-        pytest.skip(f"no PostgreSQL server at {make_url(ADMIN_URL).render_as_string()}: {problem}")
-    return ADMIN_URL
+def wait_until[T](read: Callable[[], T], done: Callable[[T], bool], *, timeout: float = STATE_TIMEOUT_SECONDS) -> T:
+    """Call `read` until `done(value)` holds or `timeout` seconds have passed; return the last value read.
+
+    The caller asserts on that value, so a state that never comes fails showing what was seen.
+    """
+    deadline = time.monotonic() + timeout
+    while not done(value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
 
 
-@pytest.fixture(scope="session")
-def database_url(admin_url: str) -> Iterator[URL]:
-    """A fresh database holding the users table the README documents."""
+@dataclass(frozen=True)
+class UsersDatabase:
+    """A database made for this run on some server, holding the users table the README documents."""
+
+    admin_url: URL  # the server's maintenance database, as a superuser
+    url: URL
+
+
+@contextmanager
+def users_database(admin_url: URL) -> Iterator[UsersDatabase]:
+    name = f"{DATABASE_PREFIX}{uuid.uuid4().hex}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # outlives a restart
     with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {TEST_DATABASE}"))
-    url = make_url(admin_url).set(database=TEST_DATABASE)
-    setup = create_engine(url)
-    with setup.begin() as conn:
-        conn.execute(text("CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL)"))
-        conn.execute(
-            text("INSERT INTO users (id, name) VALUES (:id, :name)"),
-            [{"id": i, "name": n} for i, n in enumerate(NAMES, 1)],
-        )
-    setup.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE} WITH (FORCE)"))
-    admin.dispose()
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        url = admin_url.set(database=name)
+        setup = create_engine(url)
+        with setup.begin() as conn:
+            conn.execute(text("CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL)"))
+            conn.execute(
+                text("INSERT INTO users (id, name) VALUES (:id, :name)"),
+                [{"id": i, "name": n} for i, n in enumerate(NAMES, 1)],
+            )
+        setup.dispose()
+        yield UsersDatabase(admin_url, url)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))  # ours alone: the name is unique
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _driver() -> None:
+    pytest.importorskip("psycopg", reason="PostgreSQL driver not installed: pip install -r requirements-postgres.txt")
+
+
+@pytest.fixture(scope="session")
+def cluster(_driver: None) -> Iterator[PostgresCluster]:
+    """This session's own server; the only one tests restart or kill backends on."""
+    try:
+        bindir = locate_server()
+    except ClusterUnavailableError as exc:
+        pytest.skip(f"no throwaway PostgreSQL cluster: {exc}")
+    with throwaway_cluster(bindir) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def cluster_users_db(cluster: PostgresCluster) -> Iterator[UsersDatabase]:
+    with users_database(cluster.admin_url) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def users_db(request: pytest.FixtureRequest, _driver: None) -> Iterator[UsersDatabase]:
+    """Where the tests that only read and write run: TEST_POSTGRES_URL's server if set, else the throwaway cluster."""
+    if SHARED_SERVER_URL is None:
+        yield request.getfixturevalue("cluster_users_db")
+        return
+    admin_url = make_url(SHARED_SERVER_URL)
+    problem = _connectable(admin_url)
+    if problem is not None:
+        pytest.skip(f"no PostgreSQL server at TEST_POSTGRES_URL={admin_url.render_as_string()}: {problem}")
+    with users_database(admin_url) as database:
+        yield database
 
 
 @pytest.fixture
@@ -118,18 +155,42 @@ def application_name() -> str:
     return f"users-api-test-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def pg_settings(settings: Settings, database_url: URL, application_name: str) -> Settings:
-    url = database_url.update_query_dict({"application_name": application_name})
+def _settings_on(settings: Settings, database: UsersDatabase, application_name: str) -> Settings:
+    url = database.url.update_query_dict({"application_name": application_name})
     return replace(settings, database_url=url.render_as_string(hide_password=False))
 
 
 @pytest.fixture
-def observer(admin_url: str) -> Iterator[Engine]:
+def pg_settings(settings: Settings, users_db: UsersDatabase, application_name: str) -> Settings:
+    return _settings_on(settings, users_db, application_name)
+
+
+@pytest.fixture
+def cluster_settings(settings: Settings, cluster_users_db: UsersDatabase, application_name: str) -> Settings:
+    return _settings_on(settings, cluster_users_db, application_name)
+
+
+@contextmanager
+def _observing(database: UsersDatabase) -> Iterator[Engine]:
+    engine = create_engine(database.admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def observer(users_db: UsersDatabase) -> Iterator[Engine]:
     """A separate engine for looking at the server from outside the app."""
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    yield engine
-    engine.dispose()
+    with _observing(users_db) as engine:
+        yield engine
+
+
+@pytest.fixture
+def cluster_observer(cluster_users_db: UsersDatabase) -> Iterator[Engine]:
+    """The same, on the throwaway cluster."""
+    with _observing(cluster_users_db) as engine:
+        yield engine
 
 
 def backend_pids(observer: Engine, application_name: str) -> list[int]:
@@ -139,6 +200,11 @@ def backend_pids(observer: Engine, application_name: str) -> list[int]:
             {"name": application_name},
         )
         return [pid for (pid,) in rows]
+
+
+def backend_pids_until(observer: Engine, application_name: str, done: Callable[[list[int]], bool]) -> list[int]:
+    """backend_pids, read until `done(pids)`: backends start and exit a moment after their client says so."""
+    return wait_until(lambda: backend_pids(observer, application_name), done)
 
 
 def terminate_backends(observer: Engine, application_name: str) -> int:
@@ -160,6 +226,53 @@ def pg_handler(
     return serve_app(make_app(pg_settings))
 
 
+def test_postgres_cluster_is_the_sessions_own(cluster: PostgresCluster, cluster_observer: Engine) -> None:
+    with cluster_observer.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('port', 'listen_addresses', 'unix_socket_directories', 'data_directory')"
+            )
+        )
+        seen: dict[str, str] = dict(rows.all())
+
+    assert seen == {
+        "port": str(cluster.port),
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": str(cluster.root),
+        "data_directory": str(cluster.data_dir),
+    }
+    assert cluster.port != 5432
+
+
+def test_postgres_cluster_unavailable_without_server_binaries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pg_config, no initdb
+    monkeypatch.setattr(postgres_cluster, "DEBIAN_BINDIRS", tmp_path / "usr-lib-postgresql")
+
+    with pytest.raises(ClusterUnavailableError) as raised:
+        locate_server()
+
+    assert str(raised.value) == (
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) in `pg_config --bindir`, "
+        f"{tmp_path / 'usr-lib-postgresql'}/*/bin or PATH: install PostgreSQL's server package"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs another account to run initdb as")
+def test_postgres_cluster_as_root_needs_an_unprivileged_account(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(postgres_cluster, "find_bindir", lambda: tmp_path)
+    monkeypatch.setattr(postgres_cluster, "SERVER_ACCOUNT", "users-api-no-such-account")
+
+    with pytest.raises(ClusterUnavailableError) as raised:
+        locate_server()
+
+    assert str(raised.value) == (
+        "running as root, and initdb refuses root: no 'users-api-no-such-account' account to run the throwaway cluster as"
+    )
+
+
 @pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_postgres_serves_users_for_every_event_shape(
     make_event: Callable[..., dict[str, Any]], pg_handler: Callable[..., Any], context: FakeContext
@@ -173,6 +286,7 @@ def test_postgres_serves_users_for_every_event_shape(
 
 def test_postgres_reuses_one_backend_across_warm_invocations(
     pg_handler: Callable[..., Any],
+    serve_app: Callable[[Flask], LambdaHandler],
     served_engine: Callable[[], Engine],
     observer: Engine,
     application_name: str,
@@ -184,7 +298,7 @@ def test_postgres_reuses_one_backend_across_warm_invocations(
     for _ in range(20):
         assert pg_handler(make_v2_event(), context)["statusCode"] == 200
         assert queue_pool(served_engine()).checkedout() == 0
-        seen.append(backend_pids(observer, application_name))
+        seen.append(backend_pids_until(observer, application_name, lambda pids: len(pids) == 1))
 
     assert connects.count == 1
     assert len(seen[0]) == 1
@@ -194,26 +308,28 @@ def test_postgres_reuses_one_backend_across_warm_invocations(
 @pytest.mark.parametrize("pre_ping", [pytest.param(None, id="default-pre-ping"), pytest.param(False, id="no-pre-ping")])
 def test_postgres_survives_backend_killed_between_invocations(
     pre_ping: bool | None,
-    pg_settings: Settings,
+    cluster_settings: Settings,
     make_app: Callable[[Settings], Flask],
     monkeypatch: pytest.MonkeyPatch,
     serve_app: Callable[[Flask], LambdaHandler],
     served_engine: Callable[[], Engine],
-    observer: Engine,
+    cluster_observer: Engine,
     application_name: str,
     context: FakeContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    handler = serve_app(make_app(replace(pg_settings, pool_pre_ping=pre_ping)))
+    handler = serve_app(make_app(replace(cluster_settings, pool_pre_ping=pre_ping)))
     assert handler(make_v1_event(), context)["statusCode"] == 200
-    first_pid = backend_pids(observer, application_name)
+    first_pid = backend_pids_until(cluster_observer, application_name, lambda pids: len(pids) == 1)
 
     # The container is frozen; meanwhile the server (or RDS Proxy, or a NAT) drops its connection.
-    assert terminate_backends(observer, application_name) == 1
+    assert terminate_backends(cluster_observer, application_name) == 1
+    assert backend_pids_until(cluster_observer, application_name, lambda pids: pids == []) == []
     response = handler(make_v1_event(), context)
 
     assert (response["statusCode"], response["body"]) == (200, BODY)
-    assert backend_pids(observer, application_name) not in ([], first_pid)
+    replaced = backend_pids_until(cluster_observer, application_name, lambda pids: pids not in ([], first_pid))
+    assert replaced not in ([], first_pid)
     assert queue_pool(served_engine()).checkedout() == 0
     warnings = [line["message"] for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     # Pre-ping replaces the dead connection at checkout; without it, the read is retried once.
@@ -221,29 +337,21 @@ def test_postgres_survives_backend_killed_between_invocations(
     assert warnings == expected
 
 
-@pytest.mark.skipif(
-    not (shutil.which("pg_ctlcluster") and _local_clusters() and os.geteuid() == 0),
-    reason="restarting the server needs a local cluster managed by pg_ctlcluster, as root",
-)
 def test_postgres_recovers_after_server_restart(
-    pg_handler: Callable[..., Any],
+    cluster_settings: Settings,
+    make_app: Callable[[Settings], Flask],
+    monkeypatch: pytest.MonkeyPatch,
+    serve_app: Callable[[Flask], LambdaHandler],
     served_engine: Callable[[], Engine],
-    admin_url: str,
+    cluster: PostgresCluster,
     context: FakeContext,
 ) -> None:
-    if make_url(admin_url).host not in ("127.0.0.1", "localhost"):
-        pytest.skip("TEST_POSTGRES_URL is not the local cluster")
-    assert pg_handler(make_v2_event(), context)["statusCode"] == 200
+    handler = serve_app(make_app(cluster_settings))
+    assert handler(make_v2_event(), context)["statusCode"] == 200
 
-    for version in _local_clusters():
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-            capture_output=True,
-            timeout=120,
-            check=True,
-        )
-    assert _wait_for(admin_url, 60) is None
-    response = pg_handler(make_v2_event(), context)
+    cluster.restart()
+    assert _wait_for(cluster.admin_url, 60) is None
+    response = handler(make_v2_event(), context)
 
     assert (response["statusCode"], response["body"]) == (200, BODY)
     assert queue_pool(served_engine()).checkedout() == 0
@@ -291,17 +399,18 @@ def test_postgres_null_pool_keeps_no_connection_between_invocations(
 
     for _ in range(3):
         assert handler(make_v1_event(), context)["body"] == BODY
-        assert backend_pids(observer, application_name) == []
+        assert backend_pids_until(observer, application_name, lambda pids: pids == []) == []
 
     assert connects.count == 3
 
 
-def test_postgres_many_containers_hold_one_connection_each(database_url: URL, admin_url: str) -> None:
+def test_postgres_many_containers_hold_one_connection_each(users_db: UsersDatabase, observer: Engine) -> None:
     # 8 fresh interpreters, each importing the handler (default pool: 5 + 10 overflow) and
     # serving 10 requests, then staying warm; the server sees one connection per container.
-    connections = simulate_containers(database_url, admin_url, containers=8, requests=10)
+    with warm_containers(users_db.url, containers=8, requests=10) as application_name:
+        connections = backend_pids_until(observer, application_name, lambda pids: len(pids) == 8)
 
-    assert connections == 8
+    assert len(connections) == 8
 
 
 def test_postgres_driver_not_imported_by_sqlite_cold_start(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The Serverless Framework CLI (osls) flows: `invoke local`, `offline` and `package`.
+"""The Serverless Framework CLI (osls) flows: `invoke local` and `offline` (`package`: tests/test_artifact.py).
 
 These run the real CLI from node_modules (installed by `make test` when npm is present) with
 dummy AWS credentials and the EC2 metadata probe disabled: nothing here may reach AWS.
@@ -6,19 +6,20 @@ dummy AWS credentials and the EC2 metadata probe disabled: nothing here may reac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,12 +74,14 @@ def parse_invoke_output(stdout: str) -> tuple[list[dict[str, Any]], dict[str, An
     return logs, json.loads("\n".join(lines[start:]))
 
 
-def invoke_local(tmp_path: Path, *arguments: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def invoke_local(
+    tmp_path: Path, *arguments: str, extra_env: Mapping[str, str] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run `osls invoke local -f api ARGUMENTS` (stdin closed) and parse what it printed."""
     result = subprocess.run(
         [str(OSLS), "invoke", "local", "--function", "api", *arguments],
         cwd=ROOT,
-        env=cli_env(tmp_path),
+        env=cli_env(tmp_path) | dict(extra_env or {}),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -89,21 +92,34 @@ def invoke_local(tmp_path: Path, *arguments: str) -> tuple[list[dict[str, Any]],
     return parse_invoke_output(result.stdout)
 
 
+# Set per stage with `params` (or --param): the names of secrets, never their values.
+STAGE_PARAMS = {"DATABASE_SECRET_ARN": "databaseSecretArn", "DATABASE_URL_SSM_PARAMETER": "databaseUrlSsmParameter"}
+# Never in the template: it would carry the password in plain text (docs/deploy.md).
+NOT_DEPLOYED = {"DATABASE_URL"}
+
+
 def test_serverless_yml_environment_mirrors_settings() -> None:
     config = yaml.safe_load((ROOT / "serverless.yml").read_text(encoding="utf-8"))
     environment: dict[str, str] = config["provider"]["environment"]
-    pattern = re.compile(r"^\$\{env:(?P<name>[A-Z0-9_]+), '(?P<default>[^']*)'\}$")
+    env_pattern = re.compile(r"^\$\{env:(?P<name>[A-Z0-9_]+), '(?P<default>[^']*)'\}$")
 
     defaults = {}
     for name, value in environment.items():
-        match = pattern.match(value)
+        if name in STAGE_PARAMS:
+            assert value == f"${{param:{STAGE_PARAMS[name]}}}"
+            defaults[name] = config["params"]["default"][STAGE_PARAMS[name]]
+            continue
+        match = env_pattern.match(value)
         assert match, f"{name}: {value!r} is not ${{env:{name}, '<default>'}}"
         assert match["name"] == name
         defaults[name] = match["default"]
 
     assert Settings.from_env(defaults) == Settings.from_env({})
     settings_source = (ROOT / "app" / "config.py").read_text(encoding="utf-8")
-    assert sorted(defaults) == sorted(set(re.findall(r'reader\.\w+\(\s*"([A-Z0-9_]+)"', settings_source)))
+    settings_names = set(re.findall(r'reader\.\w+\(\s*"([A-Z0-9_]+)"', settings_source))
+    assert sorted(defaults) == sorted(settings_names - NOT_DEPLOYED)
+    assert settings_names >= NOT_DEPLOYED
+    assert not re.search(r"\$\{\w+:DATABASE_URL\b", (ROOT / "serverless.yml").read_text(encoding="utf-8"))
 
 
 @needs_cli
@@ -124,6 +140,24 @@ def test_invoke_local_without_event_answers_400(tmp_path: Path) -> None:
 
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"] == "unsupported_event"
+
+
+@needs_cli
+def test_invoke_local_reads_the_shells_database_url(tmp_path: Path) -> None:
+    # The documented way to point the local flows at another database: DATABASE_URL is not in
+    # serverless.yml (so never deployed), and osls passes the shell's environment through.
+    local_db = tmp_path / "local.db"
+    with contextlib.closing(sqlite3.connect(local_db)) as connection, connection:
+        connection.executescript((ROOT / "data" / "schema.sql").read_text(encoding="utf-8"))
+        connection.executemany("INSERT INTO users (id, name) VALUES (?, ?)", [(1, "Local"), (2, "Only")])
+
+    logs, response = invoke_local(
+        tmp_path, "--path", "events/http-api-v2.json", extra_env={"DATABASE_URL": f"sqlite:///{local_db}"}
+    )
+
+    assert (response["statusCode"], response["body"]) == (200, "Local,Only")
+    initialised = next(line for line in logs if line["message"] == "app initialised")
+    assert initialised["database"] == f"sqlite:///{local_db}"
 
 
 def free_port() -> int:
@@ -244,56 +278,3 @@ def test_offline_serves_rest_and_http_api_routes_from_one_warm_process(offline: 
     # One python process served them all: one init, one cold start, then warm invocations.
     assert [line["message"] for line in logs].count("app initialised") == 1
     assert [line["cold_start"] for line in invocations] == [True] + [False] * 6
-
-
-@needs_cli
-def test_package_ships_only_handler_app_database_and_dependencies(tmp_path: Path) -> None:
-    out_dir = tmp_path / "artifact"
-    result = subprocess.run(
-        [str(OSLS), "package", "--package", str(out_dir)],
-        cwd=ROOT,
-        env=cli_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    with zipfile.ZipFile(out_dir / "users-api.zip") as artifact:
-        names = set(artifact.namelist())
-        artifact.extractall(tmp_path / "unzipped")
-
-    ours = {name for name in names if name.split("/")[0] in {"handler.py", "app", "data"}}
-    assert ours == {"handler.py", "data/users.db"} | {
-        path.relative_to(ROOT).as_posix() for path in (ROOT / "app").rglob("*.py")
-    }
-    for dependency in ("flask/__init__.py", "sqlalchemy/__init__.py", "werkzeug/__init__.py", "serverless_wsgi.py"):
-        assert dependency in names
-    forbidden = ("tests/", "events/", ".venv/", "node_modules/", "scripts/", ".git/", "bench/")
-    assert not [name for name in names if name.startswith(forbidden) or "__pycache__" in name]
-    assert not {"README.md", "Makefile", "package.json", "pyproject.toml", "serverless.yml"} & names
-
-    # The unzipped artifact alone (no venv, no repo) must import and serve like Lambda would.
-    probe = "\n".join(
-        [
-            "import json, sys",
-            "sys.path.insert(0, sys.argv[1])",
-            "import handler",
-            "class Context: aws_request_id = 'package-probe'",
-            "print(json.dumps(handler.handler(json.load(open(sys.argv[2])), Context())))",
-        ]
-    )
-    served = subprocess.run(
-        [sys.executable, "-S", "-c", probe, str(tmp_path / "unzipped"), str(SAMPLE_EVENTS_DIR / "http-api-v2.json")],
-        cwd=tmp_path,
-        env={"SQLITE_COPY_PATH": str(tmp_path / "copy" / "users.db"), "PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert served.returncode == 0, served.stderr
-    response = json.loads(served.stdout.splitlines()[-1])
-    assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
