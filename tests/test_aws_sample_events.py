@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeContext, LambdaHandler, log_lines
+from app.adapter import LambdaHandler
+from tests.conftest import FakeContext, log_lines
 from tests.events import load_event, response_headers
 
 AWS_EVENTS_DIR = Path(__file__).resolve().parent / "events" / "aws"

@@ -22,10 +22,10 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
-from tests.conftest import FakeContext, LambdaHandler
+from app.adapter import LambdaHandler
+from tests.conftest import FakeContext, engine_of
 from tests.events import (
     ROOT,
     Event,
@@ -54,12 +54,6 @@ WARMUP_SOURCES = ("serverless-plugin-warmup", "aws.events")
 LEAK_MARKERS = ("Traceback", 'File "', "sqlalchemy", "SELECT ", "sqlite", "site-packages", str(ROOT))
 # One `next` link relative to the request's own root: "/" then no second "/", no spaces, quotes or angle brackets.
 LINK_PATTERN = re.compile(r'<(/(?!/)[^<>"\s]*)>; rel="next"')
-
-
-def engine_of(app: Flask) -> Engine:
-    """The app's engine. (After issue 10's refactor: `app.extensions["database"].engine`.)"""
-    engine: Engine = app.extensions["engine"]
-    return engine
 
 
 # --- strategies -------------------------------------------------------------------------
