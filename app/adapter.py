@@ -38,7 +38,11 @@ UNSUPPORTED_EVENT_MESSAGE: str = (
     "This function serves HTTP events only: API Gateway REST (payload 1.0), API Gateway HTTP API "
     "(payload 2.0), Application Load Balancer and Lambda function URL events."
 )
+INVALID_EVENT_MESSAGE: str = "The HTTP event is malformed and cannot be served as a request."
 DEFAULT_STAGE: str = "$default"
+# serverless-offline marks the REST events it makes; it serves them under "/<stage>" on a
+# loopback host, where serverless-wsgi (which looks for "amazonaws.com") sets no stage prefix.
+OFFLINE_ACCOUNT_ID: str = "offlineContext_accountId"
 # SCRIPT_NAMEs serverless-wsgi derives that mean "served at the root": "/$default" (an HTTP
 # API's default stage), and "/" for ALB events (their *.elb.amazonaws.com host looks like
 # API Gateway's, with no stage).
@@ -71,7 +75,8 @@ def classify_event(event: object) -> EventSource:
     """Classify by the fields serverless-wsgi reads, so that what we pass on it can serve."""
     if not isinstance(event, dict):
         return EventSource.UNSUPPORTED
-    if event.get("source") in WARMUP_SOURCES:
+    source = event.get("source")
+    if isinstance(source, str) and source in WARMUP_SOURCES:
         return EventSource.WARMUP
     request_context = event.get("requestContext")
     if event.get("version") == "2.0":
@@ -98,16 +103,8 @@ def _has_v1_headers(event: dict[str, Any]) -> bool:
     multi_value_headers = event.get("multiValueHeaders")
     if multi_value_headers:
         return isinstance(multi_value_headers, dict)
-    # Null is fine (the console's test events send it); missing is filled in by _with_headers.
+    # Null is fine (the console's test events send it); missing is filled in by _normalised.
     return isinstance(event.get("headers"), dict | None)
-
-
-def _with_headers(event: dict[str, Any]) -> dict[str, Any]:
-    # serverless-wsgi reads event["headers"] unconditionally. API Gateway, ALB and function
-    # URLs always send them; hand-written test events often do not.
-    if "headers" in event or event.get("multiValueHeaders"):
-        return event
-    return {**event, "headers": {}}
 
 
 def _request_line(event: Any, source: EventSource) -> tuple[str | None, str | None]:
@@ -129,6 +126,79 @@ def _proxy_error(status: int, error: str, message: str) -> LambdaResponse:
     }
 
 
+class _InvalidEventError(Exception):
+    """Raised when an HTTP event cannot be turned into a request: the caller's fault, answered 400."""
+
+
+def _normalised(event: dict[str, Any], source: EventSource) -> dict[str, Any]:
+    """`event` as serverless-wsgi can read it, or _InvalidEventError.
+
+    Real traffic sends nulls serverless-wsgi trips on (a function URL with auth type NONE has
+    `authorizer: null`; the console's test events `headers: null`): those become empty.
+    Values of the wrong type, and header values that could split a header, are refused.
+    """
+    changes: dict[str, Any] = {}
+    if "headers" not in event and not event.get("multiValueHeaders"):
+        changes["headers"] = {}  # hand-written test events often have none
+    for key in ("headers", "multiValueHeaders"):
+        headers = event.get(key)
+        if headers is not None and not _valid_headers(headers, multi_value=key == "multiValueHeaders"):
+            raise _InvalidEventError(key)
+    context = event.get("requestContext")
+    if context is None and "requestContext" in event:
+        changes["requestContext"] = context = {}
+    if isinstance(context, dict):
+        fixed: dict[str, Any] = {
+            key: {} for key in ("identity", "authorizer") if key in context and context[key] is None
+        }
+        if any(not isinstance(context.get(key) or {}, dict) for key in ("identity", "authorizer")):
+            raise _InvalidEventError("requestContext")
+        if not isinstance(context.get("stage", ""), str):
+            raise _InvalidEventError("requestContext.stage")
+        if fixed:
+            changes["requestContext"] = {**context, **fixed}
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        raise _InvalidEventError("body")
+    if not isinstance(event.get("isBase64Encoded", False), bool):
+        raise _InvalidEventError("isBase64Encoded")
+    if source in (EventSource.HTTP_V2, EventSource.FUNCTION_URL):
+        raw_query = event.get("rawQueryString")
+        if raw_query is None and "rawQueryString" in event:
+            changes["rawQueryString"] = ""
+        elif raw_query is not None and not isinstance(raw_query, str):
+            raise _InvalidEventError("rawQueryString")
+        cookies = event.get("cookies")
+        if cookies is None and "cookies" in event:
+            changes["cookies"] = []
+        elif cookies is not None and not (isinstance(cookies, list) and all(isinstance(c, str) for c in cookies)):
+            raise _InvalidEventError("cookies")
+    return {**event, **changes} if changes else event
+
+
+def _valid_headers(headers: object, *, multi_value: bool) -> bool:
+    if not isinstance(headers, dict):
+        return False
+    for name, value in headers.items():
+        values = value if multi_value else (value,)
+        if not isinstance(name, str) or not isinstance(values, list | tuple):
+            return False
+        for item in values:
+            if not isinstance(item, str) or "\n" in item or "\r" in item:
+                return False
+    return True
+
+
+def _complete(response: LambdaResponse) -> LambdaResponse:
+    # serverless-wsgi leaves `body` and `isBase64Encoded` out when the body is empty (HEAD,
+    # OPTIONS, 204); every AWS example of a proxy response carries both.
+    if "body" not in response:
+        response["body"] = ""
+    if "isBase64Encoded" not in response:
+        response["isBase64Encoded"] = False
+    return response
+
+
 class _SourceApp:
     """The app as one event source's requests see it: stage paths fixed, response limit set.
 
@@ -143,9 +213,16 @@ class _SourceApp:
         self.app = app
         self.response_limit = source.response_limit
         self.strips_named_stage = source in (EventSource.HTTP_V2, EventSource.FUNCTION_URL)
+        self.is_rest = source is EventSource.REST_V1
+        # Set once serverless-wsgi has built the environ and calls the app: an exception before
+        # that is the event's fault (400), after it this project's (500).
+        self.entered = False
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self.entered = True
         environ[RESPONSE_LIMIT_KEY] = self.response_limit
+        if self.is_rest and not environ.get("SCRIPT_NAME"):
+            _offline_stage_prefix(environ)
         if environ.get("SCRIPT_NAME") in _ROOT_SCRIPT_NAMES:
             environ["SCRIPT_NAME"] = ""
         if not environ.get("PATH_INFO"):
@@ -154,6 +231,13 @@ class _SourceApp:
         if self.strips_named_stage:
             _strip_named_stage(environ)
         return self.app(environ, start_response)
+
+
+def _offline_stage_prefix(environ: WSGIEnvironment) -> None:
+    context = environ["serverless.event"].get("requestContext") or {}
+    stage = context.get("stage")
+    if context.get("accountId") == OFFLINE_ACCOUNT_ID and stage:
+        environ["SCRIPT_NAME"] = "/" + stage
 
 
 def _strip_named_stage(environ: WSGIEnvironment) -> None:
@@ -183,6 +267,9 @@ def make_handler(app: Flask) -> LambdaHandler:
         source = classify_event(event)
         try:
             response = _respond(apps, source, event, context)
+        except _InvalidEventError as exc:
+            _logger.warning("invalid event", extra={"fields": {"detail": str(exc)[:200]}})
+            response = _proxy_error(400, "invalid_event", INVALID_EVENT_MESSAGE)
         except Exception as exc:
             # Errors inside the app are answered by its handlers; this is the adapter failing on
             # an event it accepted. Answer JSON rather than return a traceback to the caller.
@@ -201,8 +288,16 @@ def _respond(apps: dict[EventSource, _SourceApp], source: EventSource, event: An
         keys = sorted(event)[:20] if isinstance(event, dict) else None
         _logger.error("unsupported event", extra={"fields": {"event_keys": keys}})
         return _proxy_error(400, "unsupported_event", UNSUPPORTED_EVENT_MESSAGE)
-    response: LambdaResponse = serverless_wsgi.handle_request(apps[source], _with_headers(event), context)
-    return response
+    source_app = apps[source]
+    source_app.entered = False
+    try:
+        response: LambdaResponse = serverless_wsgi.handle_request(source_app, _normalised(event, source), context)
+    except Exception as exc:
+        if source_app.entered:
+            raise
+        # Decoding the body, the headers or the query string failed: the event is malformed.
+        raise _InvalidEventError(f"{type(exc).__name__}: {exc}") from exc
+    return _complete(response)
 
 
 def _log_invocation(

@@ -83,6 +83,21 @@ def _json_line(created: float, level: str, logger: str, message: str, fields: di
     # substring of the escaped text that contains it.
     for form in _redacted_forms:
         line = line.replace(form, REDACTED)
+    return _encodable(line)
+
+
+def _encodable(line: str) -> str:
+    """`line`, or the same JSON with non-ASCII escaped when it holds what UTF-8 cannot encode.
+
+    A lone surrogate (valid in a JSON event: `"/users\\ud800"`) would make the stdout write
+    raise and the line be lost; escaped, it is still one valid JSON line.
+    """
+    if line.isascii():
+        return line
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(json.loads(line), default=str) + ("\n" if line.endswith("\n") else "")
     return line
 
 
@@ -168,7 +183,7 @@ def write_invocation_line(
     )
     for form in _redacted_forms:
         line = line.replace(form, REDACTED)
-    sys.stdout.write(line)
+    sys.stdout.write(_encodable(line))
     sys.stdout.flush()
 
 

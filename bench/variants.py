@@ -12,6 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,7 +30,7 @@ from app.storage import DATABASE_KEY, Database
 from app.storage.engine import sqlite_read_only_url
 from app.storage.queries import fetch_users_after
 from app.web.pages import FETCH_CHUNK_ROWS
-from bench.workload import USERS_PATH, build_users_db, handler_environ
+from bench.workload import USERS_PATH, build_users_db, handler_environ, load_users_event
 
 __all__ = ["FloorHandler", "Variant", "app_with_engine_per_request", "engine_of", "import_handler", "warm_variants"]
 
@@ -125,6 +126,21 @@ def app_with_engine_per_request(settings: Settings) -> Flask:
     return app
 
 
+# What Chrome and Firefox send for a page load.
+BROWSER_ACCEPT: str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def _browser_event() -> dict[str, Any]:
+    event = load_users_event()
+    event["headers"]["Accept"] = BROWSER_ACCEPT
+    event["multiValueHeaders"]["Accept"] = [BROWSER_ACCEPT]
+    return event
+
+
+def _with_event(serve: Serve, event: dict[str, Any], _: dict[str, Any], context: Any) -> Any:
+    return serve(event, context)
+
+
 def _hello_app() -> Flask:
     hello = Flask("hello")
 
@@ -150,6 +166,11 @@ def warm_variants(module: ModuleType, floor: FloorHandler) -> list[Variant]:
     return [
         Variant("floor", "floor: sqlite3 + hand-built response", floor),
         Variant("handler", "handler.handler (pooled engine)", module.handler),
+        Variant(
+            "handler_browser_accept",
+            "handler.handler, a browser's Accept header",
+            partial(_with_event, module.handler, _browser_event()),
+        ),
         Variant(
             "nullpool",
             "handler.handler, NullPool",

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import serverless_wsgi
 from flask import Flask, request
 from sqlalchemy.pool import QueuePool
 
@@ -101,13 +102,14 @@ def test_handler_answers_function_url_sample(lambda_handler: LambdaHandler, cont
 
 
 @pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
-def test_handler_head_has_headers_and_no_body(
+def test_handler_head_has_headers_and_an_empty_body(
     make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
 ) -> None:
     response = lambda_handler(make_event(method="HEAD"), context)
 
     assert response["statusCode"] == 200
-    assert "body" not in response
+    # serverless-wsgi leaves both out for an empty body; AWS's examples always carry them.
+    assert (response["body"], response["isBase64Encoded"]) == ("", False)
     assert response_headers(response)["content-length"] == str(len(SEED_NAMES))
 
 
@@ -251,7 +253,7 @@ def test_handler_answers_non_http_event_with_logged_400(
     assert errors[0]["request_id"] == context.aws_request_id
 
 
-def test_handler_answers_adapter_failure_with_json_500(
+def test_handler_answers_undecodable_event_with_json_400(
     lambda_handler: LambdaHandler, context: FakeContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Claims base64 but is not: serverless-wsgi raises while decoding, before the app runs.
@@ -260,9 +262,32 @@ def test_handler_answers_adapter_failure_with_json_500(
 
     response = lambda_handler(event, context)
 
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"]) == {
+        "error": "invalid_event",
+        "message": "The HTTP event is malformed and cannot be served as a request.",
+    }
+    warning = next(line for line in log_lines(capsys.readouterr().out) if line["message"] == "invalid event")
+    assert warning["level"] == "WARNING"
+
+
+def test_handler_answers_adapter_failure_after_the_app_with_json_500(
+    lambda_handler: LambdaHandler,
+    context: FakeContext,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The app answered; turning its response into the proxy shape fails: a bug here, not the caller's.
+    def broken(*_: Any) -> dict[str, Any]:
+        raise RuntimeError("SELECT secret FROM /var/task/app")
+
+    monkeypatch.setattr(serverless_wsgi, "generate_response", broken)
+
+    response = lambda_handler(make_v1_event(), context)
+
     assert response["statusCode"] == 500
     assert json.loads(response["body"])["error"] == "internal_server_error"
-    assert "Traceback" not in response["body"]
+    assert "SELECT" not in response["body"]
     failure = next(line for line in log_lines(capsys.readouterr().out) if line["message"] == "invocation failed")
     assert "Traceback" in failure["exception"]
 
@@ -427,3 +452,58 @@ def test_handler_serves_minimal_hand_written_events(
 
     assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
     assert json.dumps(event, sort_keys=True) == original  # the caller's event is not modified
+
+
+def test_handler_serves_function_url_with_null_authorizer(lambda_handler: LambdaHandler, context: FakeContext) -> None:
+    # What the Lambda guide says a function URL with auth type NONE sends.
+    event = make_function_url_event()
+    event["requestContext"]["authorizer"] = None
+
+    response = lambda_handler(event, context)
+
+    assert (response["statusCode"], response["body"]) == (200, SEED_NAMES)
+
+
+@pytest.mark.parametrize("source", [["serverless-plugin-warmup"], {}, 7])
+def test_handler_answers_non_string_source_with_400(
+    source: Any, lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    response = lambda_handler({"source": source}, context)
+
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"] == "unsupported_event"
+
+
+@pytest.mark.parametrize(
+    ("stage", "link"),
+    [
+        pytest.param("prod", "</prod/users?after=AQAAAAAAAAACEDt_HBtt&limit=2>", id="plain"),
+        pytest.param(
+            'x>; rel="prev", <https://evil.example/',
+            "</x%3E%3B%20rel%3D%22prev%22%2C%20%3Chttps%3A//evil.example/users?after=AQAAAAAAAAACEDt_HBtt&limit=2>",
+            id="injection",
+        ),
+        pytest.param("/evil.example", "</evil.example/users?after=AQAAAAAAAAACEDt_HBtt&limit=2>", id="scheme-relative"),
+    ],
+)
+def test_handler_link_escapes_the_stage(
+    stage: str, link: str, lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    event = make_v1_event(host="abc123.execute-api.us-east-1.amazonaws.com", stage=stage, query={"limit": "2"})
+
+    response = lambda_handler(event, context)
+
+    assert response["statusCode"] == 200
+    assert response_headers(response)["link"] == f'{link}; rel="next"'
+
+
+def test_handler_link_keeps_serverless_offline_stage(lambda_handler: LambdaHandler, context: FakeContext) -> None:
+    # serverless-offline serves REST routes under /<stage> on a loopback host and marks its events.
+    event = load_event("offline-rest-v1-root")
+    event.update(path="/users", resource="/users", queryStringParameters={"limit": "2"})
+    event["multiValueQueryStringParameters"] = {"limit": ["2"]}
+
+    response = lambda_handler(event, context)
+
+    assert response["statusCode"] == 200
+    assert response_headers(response)["link"].startswith("</dev/users?after=")

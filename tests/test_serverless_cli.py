@@ -278,3 +278,15 @@ def test_offline_serves_rest_and_http_api_routes_from_one_warm_process(offline: 
     # One python process served them all: one init, one cold start, then warm invocations.
     assert [line["message"] for line in logs].count("app initialised") == 1
     assert [line["cold_start"] for line in invocations] == [True] + [False] * 6
+
+
+@needs_cli
+def test_offline_rest_link_stays_under_the_stage(offline: Offline) -> None:
+    # Runs after the test above, which counts that module's invocations exactly.
+    first = http_request(offline.base_url + "/dev/users?limit=2")
+    link = first.headers["link"]
+    assert link.startswith("</dev/users?after=") and link.endswith('>; rel="next"')
+
+    second = http_request(offline.base_url + link[1 : link.index(">")])
+
+    assert (first.status, first.body, second.status, second.body) == (200, b"Alice,Bob", 200, b"Carol,Dave")

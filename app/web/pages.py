@@ -181,11 +181,10 @@ def parse_page_query(args: MultiDict[str, str], max_limit: int) -> PageQuery:
     """Validate the query string; ApiError 400 on anything but known parameters with valid values."""
     if not args:
         return _NO_QUERY
-    for name in args:
-        if name not in QUERY_PARAMETERS:
-            raise ApiError(
-                400, "invalid_parameter", f"Unknown query parameter {name[:40]!r}; /users accepts after, format, limit."
-            )
+    # Unknown parameters are ignored, as HTTP APIs do: cache-busters (`_=...`), `utm_*`,
+    # `fbclid` and the sample events' `foo=bar` must not break a listing. A known one given
+    # twice is refused: which cursor or limit was meant is ambiguous.
+    for name in QUERY_PARAMETERS:
         if len(args.getlist(name)) > 1:
             raise ApiError(400, "invalid_parameter", f"Query parameter {name!r} is given more than once.")
     return PageQuery(

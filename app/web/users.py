@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Connection
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from app.config import SETTINGS_KEY
 from app.storage import DATABASE_KEY
@@ -22,6 +25,8 @@ bp = Blueprint("users", __name__)
 # What `Accept` chooses between; on a tie (`*/*`) the first, the seed's text.
 _OFFERED: dict[str, NameFormat] = {TEXT.mimetype: TEXT, JSON.mimetype: JSON}
 _ANYTHING: frozenset[str] = frozenset({"", "*/*"})
+# Distinct Accept headers remembered; a client cannot grow it past this bound.
+_ACCEPT_CACHE_SIZE: int = 256
 _NOT_ACCEPTABLE_MESSAGE: str = "GET /users sends text/plain or application/json; the Accept header allows neither."
 
 
@@ -47,15 +52,24 @@ def list_users() -> Response:
 
 def _negotiate() -> NameFormat:
     # Most clients send no Accept or "*/*": answer those without parsing (they mean text).
-    if request.environ.get("HTTP_ACCEPT", "") in _ANYTHING:
+    accept = request.environ.get("HTTP_ACCEPT", "")
+    if accept in _ANYTHING:
         return TEXT
-    accept = request.accept_mimetypes
-    if not accept:  # nothing werkzeug could parse: treated as no Accept header
-        return TEXT
-    best = accept.best_match(_OFFERED)
-    if best is None:
+    name_format = _format_for_accept(accept)
+    if name_format is None:
         raise ApiError(406, "not_acceptable", _NOT_ACCEPTABLE_MESSAGE)
-    return _OFFERED[best]
+    return name_format
+
+
+@lru_cache(maxsize=_ACCEPT_CACHE_SIZE)
+def _format_for_accept(accept: str) -> NameFormat | None:
+    """The format an Accept header chooses (None: neither is acceptable). Cached: browsers send one
+    long header that werkzeug would parse and match on every request (bench/RESULTS.md)."""
+    accept_mimetypes = parse_accept_header(accept, MIMEAccept)
+    if not accept_mimetypes:  # nothing werkzeug could parse: treated as no Accept header
+        return TEXT
+    best = accept_mimetypes.best_match(_OFFERED)
+    return None if best is None else _OFFERED[best]
 
 
 def _next_url(query: PageQuery, next_cursor: str) -> str:
@@ -65,4 +79,8 @@ def _next_url(query: PageQuery, next_cursor: str) -> str:
         parameters["limit"] = query.limit
     if query.format is not None:
         parameters["format"] = query.format.name
-    return url_for("users.list_users", **parameters)
+    # The prefix comes from the event (stage) or the configuration (base path): escaped, and one
+    # leading "/", so the header is always one relative link ("//host" would leave the site).
+    prefix = quote(request.script_root, safe="/$-_.~")
+    prefix = "/" + prefix.lstrip("/") if prefix else ""
+    return f"{prefix}{quote(request.path)}?{urlencode(parameters)}"

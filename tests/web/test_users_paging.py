@@ -191,11 +191,11 @@ def test_users_name_too_large_for_alb_is_json_500_not_a_502(
     assert queue_pool(served_engine()).checkedout() == 0
 
 
-def test_users_head_of_a_page_has_its_link_and_no_body(small_db: Path, serve_db: ServeDb) -> None:
+def test_users_head_of_a_page_has_its_link_and_an_empty_body(small_db: Path, serve_db: ServeDb) -> None:
     response = serve_db(small_db)(make_v1_event(method="HEAD", query={"limit": "5"}), FakeContext())
 
     assert response["statusCode"] == 200
-    assert "body" not in response
+    assert response["body"] == ""
     assert response_headers(response)["link"].startswith(f"</users?after={encode_cursor(5)}&limit=5>")
 
 
@@ -224,12 +224,6 @@ EDITED_CURSOR = GOOD_CURSOR[:10] + ("A" if GOOD_CURSOR[10] != "A" else "B") + GO
         pytest.param("after=%FF%FE", "invalid_cursor", CURSOR_MESSAGE, id="after-bad-utf8"),
         pytest.param("format=xml", "invalid_format", "format must be 'text' or 'json'.", id="format-unknown"),
         pytest.param("format=json%27%3B--", "invalid_format", "format must be 'text' or 'json'.", id="format-sql"),
-        pytest.param(
-            "id=1%20OR%201%3D1",
-            "invalid_parameter",
-            "Unknown query parameter 'id'; /users accepts after, format, limit.",
-            id="unknown-sql",
-        ),
         pytest.param(
             "limit=1&limit=2",
             "invalid_parameter",

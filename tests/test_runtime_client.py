@@ -1,0 +1,268 @@
+"""`handler.handler` under AWS's Python runtime interface client (awslambdaric), as Lambda runs it.
+
+One `python -m awslambdaric handler.handler` process (cwd: the repository root, the package root
+on Lambda) polls the Runtime API in tests/runtime_api.py and is fed AWS's sample events
+(tests/events/aws/). Its stdout is the function's log: JSON lines only.
+
+Lambda Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY=N): awslambdaric 4.2.2 forks N worker
+processes from the runtime process (awslambdaric/lambda_multi_concurrent_utils.py,
+MultiConcurrentRunner.run_concurrent, multiprocessing "fork" context); each worker runs
+bootstrap.run, so each imports the handler (its own init, app, engine and cold start) and polls
+/invocation/next on its own. The parent never imports the handler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.events import ROOT, load_event
+from tests.runtime_api import Answer, RuntimeApi
+from tests.test_aws_sample_events import SEED_NAMES, aws_sample_names
+
+# Generous for a cold start on a busy 2-core CI machine, short enough that a hang fails fast.
+TIMEOUT_SECONDS = 60.0
+ROUNDS = 3
+WORKERS = 4
+HANDLER = "handler.handler"
+
+
+@dataclass
+class RuntimeProcess:
+    """A running `python -m awslambdaric handler.handler` and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+
+    def stop(self) -> None:
+        """Terminate the runtime and its workers; before the Runtime API closes, so none logs a lost connection."""
+        _stop(self.process)
+
+    def _fail_if_exited(self) -> None:
+        if self.process.poll() is not None:
+            pytest.fail(f"the runtime exited with {self.process.returncode}:\n{self.output_tail()}")
+
+    def output_tail(self) -> str:
+        out = self.stdout_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        err = self.stderr_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        return f"--- stdout ---\n{out}\n--- stderr ---\n{err}"
+
+    def wait_for_answers(self, api: RuntimeApi, request_ids: list[str]) -> dict[str, Answer]:
+        """The answers to `request_ids`, failing at once if the runtime dies, after TIMEOUT_SECONDS if it hangs."""
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while True:
+            try:
+                return api.wait_for_answers(request_ids, timeout=0.5)
+            except TimeoutError as error:
+                self._fail_if_exited()
+                if api.init_errors or time.monotonic() > deadline:
+                    pytest.fail(f"{error}\n{self.output_tail()}")
+
+    def wait_for_pollers(self, api: RuntimeApi, count: int) -> None:
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while True:
+            try:
+                api.wait_for_pollers(count, timeout=0.5)
+                return
+            except TimeoutError as error:
+                self._fail_if_exited()
+                if api.init_errors or time.monotonic() > deadline:
+                    pytest.fail(f"{error}\n{self.output_tail()}")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """stdout as JSON objects; a line that is not one fails the test (CloudWatch would get plain text)."""
+        lines = []
+        for line in self.stdout_path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                pytest.fail(f"stdout line is not JSON: {line[:300]!r}")
+        return lines
+
+    def worker_pids(self) -> list[int]:
+        """Running processes whose parent is the runtime process."""
+        return _live_processes(lambda ppid, _pgrp: ppid == self.process.pid)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the runtime and its forked workers: they share its process group."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + 5
+        while _live_processes(lambda _ppid, pgrp: pgrp == process.pid) and time.monotonic() < deadline:
+            process.poll()  # reap the runtime itself; orphaned workers are reaped by init
+            time.sleep(0.05)
+        if not _live_processes(lambda _ppid, pgrp: pgrp == process.pid):
+            break
+    process.wait(timeout=5)
+
+
+def _live_processes(match: Callable[[int, int], bool]) -> list[int]:
+    """Pids of running (not zombie) processes whose (parent pid, process group) `match` (Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its last ')'.
+            state, ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        if state != "Z" and match(int(ppid), int(pgrp)):
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def _runtime_env(api: RuntimeApi, tmp_path: Path, extra: dict[str, str]) -> dict[str, str]:
+    """What Lambda's python3.13 runtime sets, plus the app's /tmp copy path; nothing from the developer's shell."""
+    no_aws_config = str(tmp_path / "no-aws-config")
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "TZ": ":UTC",
+        "HOME": str(tmp_path),
+        "AWS_LAMBDA_RUNTIME_API": api.address,
+        # awslambdaric takes the handler from argv and reads neither of these; Lambda sets them.
+        "_HANDLER": HANDLER,
+        "LAMBDA_TASK_ROOT": str(ROOT),
+        # Read by awslambdaric: python3.13 turns on polling /next from a thread and non-ASCII JSON.
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_FUNCTION_NAME": "users-api-test-api",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/users-api-test-api",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[$LATEST]00000000000000000000000000000000",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": no_aws_config,
+        "AWS_SHARED_CREDENTIALS_FILE": no_aws_config,
+        "SQLITE_COPY_PATH": str(_copy_path(tmp_path)),
+        **extra,
+    }
+
+
+def _copy_path(tmp_path: Path) -> Path:
+    return tmp_path / "lambda-tmp" / "users.db"
+
+
+@pytest.fixture
+def start_runtime(tmp_path: Path) -> Iterator[Callable[..., RuntimeProcess]]:
+    """Factory: start `python -m awslambdaric handler.handler` against a RuntimeApi; stopped at teardown."""
+    started: list[RuntimeProcess] = []
+
+    def start(api: RuntimeApi, **extra_env: str) -> RuntimeProcess:
+        stdout_path = tmp_path / f"runtime-{len(started)}.stdout"
+        stderr_path = tmp_path / f"runtime-{len(started)}.stderr"
+        with stdout_path.open("ab") as stdout, stderr_path.open("ab") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "awslambdaric", HANDLER],
+                cwd=ROOT,
+                env=_runtime_env(api, tmp_path, extra_env),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,  # its own process group, so teardown reaches forked workers
+            )
+        runtime = RuntimeProcess(process, stdout_path, stderr_path)
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop()
+
+
+def _queue_samples(api: RuntimeApi, count: int) -> list[tuple[str, str]]:
+    """(sample name, request id) for `count` events, cycling through AWS's samples."""
+    names = aws_sample_names()
+    return [(name, api.queue_event(load_event(f"aws/{name}"))) for name in (names * count)[:count]]
+
+
+def _assert_served(sample: str, answer: Answer) -> None:
+    assert answer.kind == "response", f"{sample}: {answer.body[:500]!r}"
+    response = answer.json()
+    assert (sample, response["statusCode"], response["body"]) == (sample, 200, SEED_NAMES)
+    assert response["isBase64Encoded"] is False
+
+
+def test_runtime_client_serves_samples_warm_after_one_cold_start(
+    start_runtime: Callable[..., RuntimeProcess],
+) -> None:
+    with RuntimeApi() as api:
+        runtime = start_runtime(api)
+        queued = _queue_samples(api, ROUNDS * len(aws_sample_names()))
+        answers = runtime.wait_for_answers(api, [request_id for _, request_id in queued])
+        runtime.stop()
+        assert api.rejected == []
+
+    for sample, request_id in queued:
+        _assert_served(sample, answers[request_id])
+    lines = runtime.log_lines()
+    assert len([line for line in lines if line["message"] == "app initialised"]) == 1
+    invocations = [line for line in lines if line["message"] == "invocation"]
+    # The context awslambdaric builds carries the Runtime API's request id into every line.
+    assert [line["request_id"] for line in invocations] == [request_id for _, request_id in queued]
+    assert [line["cold_start"] for line in invocations] == [True] + [False] * (len(queued) - 1)
+
+
+def test_runtime_client_managed_instances_workers_share_one_copy(
+    start_runtime: Callable[..., RuntimeProcess], tmp_path: Path
+) -> None:
+    with RuntimeApi() as api:
+        runtime = start_runtime(api, AWS_LAMBDA_MAX_CONCURRENCY=str(WORKERS))
+        queued: list[tuple[str, str]] = []
+        for _ in range(ROUNDS):
+            # Every worker blocked on /next at once, then one event each: WORKERS invocations in flight.
+            runtime.wait_for_pollers(api, WORKERS)
+            batch = _queue_samples(api, WORKERS)
+            runtime.wait_for_answers(api, [request_id for _, request_id in batch])
+            queued += batch
+        burst = _queue_samples(api, 5 * WORKERS)
+        runtime.wait_for_answers(api, [request_id for _, request_id in burst])
+        queued += burst
+        workers = runtime.worker_pids()
+        runtime.stop()
+        answers = {answer.request_id: answer for answer in api.answers}
+        assert api.rejected == []
+        max_in_flight = api.max_in_flight
+
+    assert len(workers) == WORKERS
+    assert max_in_flight >= 2
+    for sample, request_id in queued:
+        _assert_served(sample, answers[request_id])
+    lines = runtime.log_lines()
+    inits = [line for line in lines if line["message"] == "app initialised"]
+    # One init per worker: each imports the handler once, after the fork.
+    assert len(inits) == WORKERS
+    assert {_init_database(line) for line in inits} == {_init_database(inits[0])}
+    assert str(_copy_path(tmp_path)) in _init_database(inits[0])
+    invocations = [line for line in lines if line["message"] == "invocation"]
+    assert sorted(line["request_id"] for line in invocations) == sorted(request_id for _, request_id in queued)
+    assert [line["cold_start"] for line in invocations].count(True) == WORKERS
+    # Concurrent cold starts copied the bundle atomically: no temp file left beside the copy.
+    assert [path.name for path in _copy_path(tmp_path).parent.iterdir()] == ["users.db"]
+
+
+def _init_database(init_line: dict[str, Any]) -> str:
+    """The database an "app initialised" line names (the /tmp copy's URL for the bundle)."""
+    database: str = init_line["database"]
+    return database
