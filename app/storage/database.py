@@ -21,11 +21,11 @@ from sqlalchemy.pool import Pool
 
 from app.config import Settings
 from app.logs import LOGGER_NAME, redact
-from app.storage.bundle import ensure_local_copy
+from app.storage.bundle import BundleInvalidError, ensure_local_copy, verify_bundle
 from app.storage.engine import create_db_engine, password_forms, safe_url, sqlite_read_only_url
 from app.storage.s3_snapshot import SnapshotFile, remove_snapshot_file
 from app.storage.secret import fetch_database_url
-from app.storage.snapshot import SnapshotSource
+from app.storage.snapshot import REQUIRED_TABLE, SnapshotSource
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -44,6 +44,16 @@ class DatabaseUnavailableError(Exception):
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__("no database loaded yet")
         self.retry_after_seconds = retry_after_seconds
+
+
+def _verify_bundle_copy(settings: Settings) -> None:
+    try:
+        verify_bundle(settings.sqlite_copy_path, required_table=REQUIRED_TABLE)
+    except BundleInvalidError as exc:
+        # A deploy mistake, not a transient outage: fail the cold start, saying which file and why.
+        fields = {"bundled_db_path": str(settings.bundled_db_path), "problem": str(exc)}
+        _logger.error("bundled database invalid", extra={"fields": fields})
+        raise
 
 
 class Database:
@@ -84,6 +94,7 @@ class Database:
             redact(*password_forms(url))
         else:
             copied = ensure_local_copy(settings.bundled_db_path, settings.sqlite_copy_path)
+            _verify_bundle_copy(settings)
             url, source = sqlite_read_only_url(settings.sqlite_copy_path), "bundle"
         fields = {"database_source": source, "database": safe_url(url), "bundle_copied": copied}
         return cls(settings, create_db_engine(settings, url), fields)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -12,8 +14,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from app import create_app
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
-from app.storage.bundle import BundleMissingError, ensure_local_copy
+from app.storage.bundle import BundleInvalidError, BundleMissingError, ensure_local_copy
+from tests.conftest import log_lines
+from tests.tables import build_users_db
 
 
 @pytest.fixture
@@ -141,3 +146,53 @@ def test_bundle_concurrent_cold_starts_share_tmp_safely(tmp_path: Path) -> None:
     assert any(outcomes)
     assert target.read_bytes() == bundle.read_bytes()
     assert sorted(p.name for p in target.parent.iterdir()) == ["users.db"]
+
+
+def _corrupt_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+
+
+def _without_users(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("ALTER TABLE users RENAME TO people")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "problem"),
+    [
+        pytest.param(lambda path: path.write_bytes(b""), "not a SQLite database (bad or missing header)", id="empty"),
+        pytest.param(
+            lambda path: path.write_bytes(b"<html>not a database</html>" * 10),
+            "not a SQLite database (bad or missing header)",
+            id="not-sqlite",
+        ),
+        pytest.param(_without_users, "the database has no 'users' table", id="no-users-table"),
+        pytest.param(_corrupt_middle, "", id="corrupted-middle"),
+    ],
+)
+def test_bundle_invalid_fails_the_cold_start_with_one_line(
+    spoil: Callable[[Path], None],
+    problem: str,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a bundle of 20,000 users (several pages, so the middle is data), spoiled
+    bundle = tmp_path / "spoiled.db"
+    build_users_db(bundle, 20_000)
+    spoil(bundle)
+    capsys.readouterr()
+
+    # WHEN a container starts on it THEN the init fails, naming the file and the problem
+    with pytest.raises(BundleInvalidError) as raised:
+        create_app(replace(settings, bundled_db_path=bundle))
+
+    errors = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "ERROR"]
+    assert [line["message"] for line in errors] == ["bundled database invalid"]
+    assert errors[0]["bundled_db_path"] == str(bundle)
+    assert errors[0]["problem"] == str(raised.value)
+    assert problem in str(raised.value)
+    assert str(raised.value)
