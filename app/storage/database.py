@@ -65,6 +65,7 @@ class Database:
         self.engine = engine
         self._fields = fields
         self._snapshot: SnapshotSource | None = None
+        self._serves_bundle = fields.get("database_source") == "bundle"
         self._refreshing = threading.Lock()
         # The pool a swap replaced: a request that was using it returns its connection there
         # afterwards, so it is disposed once more by the next request.
@@ -135,6 +136,26 @@ class Database:
         if self._snapshot is not None and self._snapshot.current is not None:
             remove_snapshot_file(self._snapshot.current.path)
             self._snapshot.current = None
+
+    def repair(self, exc: Exception) -> bool:
+        """After a failed read: put back a bundled copy that was deleted or replaced; say whether it did.
+
+        Lambda may clean /tmp, or a neighbour overwrite it, while warm: once the pooled
+        connection is recycled, every read would fail until the container died.
+        """
+        if not self._serves_bundle or self.engine is None:
+            return False
+        settings = self.settings
+        try:
+            copied = ensure_local_copy(settings.bundled_db_path, settings.sqlite_copy_path)
+        except OSError:
+            return False
+        if not copied:
+            return False  # the copy is intact: the error has another cause
+        _verify_bundle_copy(settings)
+        self.engine.dispose()  # its connections read the old file
+        _logger.warning("bundled database copy restored", extra={"fields": {"error": type(exc).__name__}})
+        return True
 
     def _before_request(self) -> None:
         retired, self._retired_pool = self._retired_pool, None

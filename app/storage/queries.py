@@ -29,8 +29,13 @@ _SELECT_USERS: dict[tuple[bool, bool], TextClause] = {
 }
 
 
-def read_with_reconnect[T](engine: Engine, read: Callable[[Connection], T]) -> T:
+def read_with_reconnect[T](
+    engine: Engine, read: Callable[[Connection], T], *, repair: Callable[[DBAPIError], bool] | None = None
+) -> T:
     """Run an idempotent read on a pooled connection, once more on a fresh one if the first was dead.
+
+    `repair`, called with any other database error, may fix its cause (a deleted /tmp copy)
+    and say so; the read is then retried once too.
 
     A frozen Lambda container keeps its pooled connections while the server, a proxy or a NAT
     may drop them; a server restart drops them all. Pre-ping catches most of that at checkout;
@@ -42,9 +47,10 @@ def read_with_reconnect[T](engine: Engine, read: Callable[[Connection], T]) -> T
         with engine.connect() as conn:
             return read(conn)
     except DBAPIError as exc:
-        if not exc.connection_invalidated:
+        if exc.connection_invalidated:
+            _logger.warning("database connection lost; retrying once on a new connection", exc_info=exc)
+        elif repair is None or not repair(exc):
             raise
-        _logger.warning("database connection lost; retrying once on a new connection", exc_info=exc)
     with engine.connect() as conn:
         return read(conn)
 

@@ -41,7 +41,8 @@ def list_users() -> Response:
         fetch = partial(fetch_users_after, conn)
         return collect_page(fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget)
 
-    page = read_with_reconnect(current_app.extensions[DATABASE_KEY].engine, read_page)
+    database = current_app.extensions[DATABASE_KEY]
+    page = read_with_reconnect(database.engine, read_page, repair=database.repair)
     next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
     response = Response(name_format.body(page.pieces, next_cursor), mimetype=name_format.mimetype)
     response.headers["Vary"] = "Accept"

@@ -15,9 +15,11 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from app.adapter import make_handler
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
 from app.storage.bundle import BundleInvalidError, BundleMissingError, ensure_local_copy
-from tests.conftest import log_lines
+from tests.conftest import FakeContext, engine_of, log_lines
+from tests.events import make_v1_event
 from tests.tables import build_users_db
 
 
@@ -196,3 +198,41 @@ def test_bundle_invalid_fails_the_cold_start_with_one_line(
     assert errors[0]["problem"] == str(raised.value)
     assert problem in str(raised.value)
     assert str(raised.value)
+
+
+@pytest.mark.parametrize("recycled", [pytest.param(True, id="pool-recycled"), pytest.param(False, id="pool-warm")])
+def test_bundle_copy_deleted_while_warm_is_restored(
+    recycled: bool, app: Flask, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a warm container whose /tmp copy is then deleted (and its pooled connection recycled)
+    handler = make_handler(app)
+    assert handler(make_v1_event(), FakeContext())["statusCode"] == 200
+    settings.sqlite_copy_path.unlink()
+    if recycled:
+        engine_of(app).dispose()
+
+    # WHEN the next requests arrive THEN they are served; once a new connection was needed, from a new copy
+    responses = [handler(make_v1_event(), FakeContext()) for _ in range(3)]
+
+    assert [(r["statusCode"], r["body"]) for r in responses] == [(200, "Alice,Bob,Carol,Dave,Eve")] * 3
+    assert settings.sqlite_copy_path.is_file() is recycled
+    restored = [
+        line for line in log_lines(capsys.readouterr().out) if line["message"] == "bundled database copy restored"
+    ]
+    assert len(restored) == (1 if recycled else 0)  # an open connection still reads the unlinked file
+
+
+def test_bundle_copy_replaced_while_warm_is_restored(app: Flask, settings: Settings, tmp_path: Path) -> None:
+    # GIVEN a warm container whose /tmp copy is replaced by another database without a users table
+    handler = make_handler(app)
+    assert handler(make_v1_event(), FakeContext())["statusCode"] == 200
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as connection, connection:
+        connection.execute("CREATE TABLE things (id INTEGER PRIMARY KEY)")
+    os.replace(other, settings.sqlite_copy_path)
+    engine_of(app).dispose()
+
+    # WHEN a request arrives THEN it is served from the restored copy
+    response = handler(make_v1_event(), FakeContext())
+
+    assert (response["statusCode"], response["body"]) == (200, "Alice,Bob,Carol,Dave,Eve")
