@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, make_url
 
-__all__ = ["DEFAULT_BUNDLED_DB_PATH", "S3Location", "SETTINGS_KEY", "Settings", "SettingsError"]
+__all__ = ["DEFAULT_BUNDLED_DB_PATH", "S3Location", "SETTINGS_KEY", "Settings", "SettingsError", "parse_database_url"]
 
 # Key of the app's Settings in `Flask.extensions`.
 SETTINGS_KEY: str = "settings"
@@ -40,6 +39,28 @@ _SECRET_ARN = re.compile(
 _SSM_PARAMETER_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:ssm:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:parameter/[A-Za-z0-9/_.-]+")
 _SSM_PARAMETER_NAME = re.compile(r"/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 _SSM_PARAMETER_MAX_LENGTH: int = 2048
+
+
+_BAD_URL_MESSAGE: str = (
+    "is not a valid SQLAlchemy database URL (percent-encode special characters in the user name "
+    "and password: @ as %40, : as %3A, / as %2F)"
+)
+
+
+def parse_database_url(raw: str) -> URL:
+    """`raw` as a URL, or ValueError with a message that never quotes it (it may hold a password).
+
+    Besides what SQLAlchemy refuses (ArgumentError, or ValueError for a port it cannot read),
+    a host holding "@" means an unencoded "@" in the password: SQLAlchemy would read part of
+    the password as the host, connect there and print it in every error.
+    """
+    try:
+        url = make_url(raw)
+    except Exception:
+        raise ValueError(_BAD_URL_MESSAGE) from None
+    if url.host is not None and "@" in url.host:
+        raise ValueError(_BAD_URL_MESSAGE)
+    return url
 
 
 class SettingsError(ValueError):
@@ -156,10 +177,9 @@ class _Reader:
         if raw is None:
             return None
         try:
-            make_url(raw)
-        except ArgumentError:
-            # Never echo the value: it may hold a password.
-            raise SettingsError(f"{name} is not a valid SQLAlchemy database URL") from None
+            parse_database_url(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name} {exc}") from None
         return raw
 
     def path(self, name: str, default: Path) -> Path:

@@ -30,20 +30,41 @@ __all__ = [
 LOGGER_NAME: str = "app"
 REDACTED: str = "***"
 
-# JSON-escaped forms of the registered secrets, longest first (a secret may contain a shorter one).
-_redacted_forms: list[str] = []
+# A secret shorter than this masks only values equal to it: found inside other text, "0" or
+# "pw" would mask half of every line, while a value holding a longer one is replaced whole.
+MIN_SECRET_IN_TEXT: int = 4
+
+# The registered secrets.
+_secrets: list[str] = []
 
 
 def redact(*secrets: str) -> None:
-    """Mask every occurrence of `secrets` in log lines from now on (empty strings are ignored)."""
-    forms = set(_redacted_forms)
-    forms.update(json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets if secret)
-    _redacted_forms[:] = sorted(forms, key=len, reverse=True)
+    """Mask, from now on, every log value that is or holds one of `secrets` (empty strings are ignored).
+
+    Masking replaces the whole value (a field, the message, a traceback) by "***", never a
+    substring of the line, so a short secret cannot break a line's JSON. It is the safety net:
+    the code never puts a secret in a log line to begin with (URLs are rendered without
+    their password, a URL that cannot be parsed is never echoed).
+    """
+    _secrets.extend(secret for secret in secrets if secret and secret not in _secrets)
 
 
 def forget_redactions() -> None:
     """Forget every registered secret (tests; a process keeps its secrets for life)."""
-    _redacted_forms.clear()
+    _secrets.clear()
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    for secret in _secrets:
+        if value == secret or (len(secret) >= MIN_SECRET_IN_TEXT and secret in value):
+            return REDACTED
+    return value
 
 
 # json.dumps builds a new encoder on every call that passes options: build ours once.
@@ -77,13 +98,9 @@ def _json_line(created: float, level: str, logger: str, message: str, fields: di
     }
     if fields:
         entry.update(fields)
-    line = _encode_json(entry)
-    # Masked in the finished line, so a secret is caught in the message, a field or a
-    # traceback alike. JSON escapes character by character, so the escaped secret is a
-    # substring of the escaped text that contains it.
-    for form in _redacted_forms:
-        line = line.replace(form, REDACTED)
-    return _encodable(line)
+    if _secrets:
+        entry = {key: _masked(value) for key, value in entry.items()}
+    return _encodable(_encode_json(entry))
 
 
 def _encodable(line: str) -> str:
@@ -168,6 +185,8 @@ def write_invocation_line(
     if not logger.isEnabledFor(logging.INFO):
         return
     now = time.time()
+    if _secrets:  # the strings that come from the event; the rest are ours
+        method, path = _masked(method), _masked(path)
     line = _INVOCATION_LINE % (
         _utc_second(int(now)),
         int((now % 1) * 1000),
@@ -181,8 +200,6 @@ def write_invocation_line(
         repr(duration_ms),
         _pool_fields(pool),
     )
-    for form in _redacted_forms:
-        line = line.replace(form, REDACTED)
     sys.stdout.write(_encodable(line))
     sys.stdout.flush()
 

@@ -134,11 +134,27 @@ def test_settings_rejects_bad_value_naming_variable(name: str, value: str, messa
     assert str(raised.value) == message
 
 
-def test_settings_bad_database_url_error_hides_the_value() -> None:
-    with pytest.raises(SettingsError) as raised:
-        Settings.from_env({"DATABASE_URL": "not a url with p4ssw0rd"})
+BAD_URL_MESSAGE = (
+    "DATABASE_URL is not a valid SQLAlchemy database URL (percent-encode special characters in the user name "
+    "and password: @ as %40, : as %3A, / as %2F)"
+)
 
-    assert str(raised.value) == "DATABASE_URL is not a valid SQLAlchemy database URL"
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("not a url with p4ssw0rd", id="not-a-url"),
+        # SQLAlchemy reads password "p" and host "ssw0rd@127.0.0.1": the rest would be in every error.
+        pytest.param("postgresql+psycopg://postgres:p@ssw0rd@127.0.0.1:5432/db", id="unencoded-at"),
+        # ValueError from the port, quoting the password, where only ArgumentError was caught.
+        pytest.param("postgresql+psycopg://postgres:p@ss:w0rd1@127.0.0.1:5432/db", id="unencoded-colon"),
+    ],
+)
+def test_settings_bad_database_url_error_hides_the_value(url: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DATABASE_URL": url})
+
+    assert str(raised.value) == BAD_URL_MESSAGE
 
 
 def test_settings_error_fails_cold_start_import(tmp_path: Path) -> None:

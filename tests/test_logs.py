@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from app.logs import (
     LOGGER_NAME,
+    MIN_SECRET_IN_TEXT,
     JsonFormatter,
     configure_logging,
     current_invocation,
@@ -63,7 +64,7 @@ def test_logs_database_url_is_masked() -> None:
 PASSWORD = 'p@ss:w/rd %?#&=+ "quoted" \\ Zoë'
 
 
-def test_logs_mask_registered_secret_everywhere_in_the_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_mask_every_value_holding_a_registered_secret_whole(capsys: pytest.CaptureFixture[str]) -> None:
     logger = configure_logging("INFO")
     url = make_url("postgresql+psycopg://app@db.internal/users").set(password=PASSWORD)
     redact(*password_forms(url))
@@ -78,10 +79,9 @@ def test_logs_mask_registered_secret_everywhere_in_the_line(capsys: pytest.Captu
     assert PASSWORD not in out
     assert json.dumps(PASSWORD)[1:-1] not in out  # nor its JSON-escaped form
     assert PASSWORD not in json.dumps(entry, ensure_ascii=False)
-    assert entry["message"] == "failed with ***"
-    assert entry["url"] == "postgresql+psycopg://app:***@db.internal/users"
-    assert entry["nested"] == {"pw": "***"}
-    assert "RuntimeError: could not connect to postgresql+psycopg://app:***@db.internal/users" in entry["exception"]
+    # Whole values are replaced, never a substring of the line: it stays JSON whatever the secret.
+    assert (entry["message"], entry["url"], entry["nested"], entry["exception"]) == ("***", "***", {"pw": "***"}, "***")
+    assert entry["level"] == "ERROR"
 
 
 def test_logs_mask_percent_encoded_password(capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,7 +90,28 @@ def test_logs_mask_percent_encoded_password(capsys: pytest.CaptureFixture[str]) 
 
     logger.info("dsn host=db password=a%20b%2Fc and a+b%2Fc")
 
-    assert json.loads(capsys.readouterr().out)["message"] == "dsn host=db password=*** and ***"
+    assert json.loads(capsys.readouterr().out)["message"] == "***"
+
+
+@pytest.mark.parametrize("secret", ["0", "2", "ok", "app", "hunter2"])
+def test_logs_short_secret_masks_only_equal_values_and_keeps_json(
+    secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A one-character password used to turn `"status": 200` into `"status": 2***` in every line.
+    logger = configure_logging("INFO")
+    redact(secret)
+
+    logger.info("status 200 ok", extra={"fields": {"status": 200, "pw": secret, "note": f"x{secret}x"}})
+    write_invocation_line(
+        logger, source="alb", method="GET", path="/users", status=200, duration_ms=0.5, pool=(5, 0, 0)
+    )
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["status"] for line in lines] == [200, 200]
+    assert lines[0]["pw"] == "***"
+    assert lines[0]["level"] == "INFO"
+    if len(secret) < MIN_SECRET_IN_TEXT:
+        assert (lines[0]["message"], lines[0]["note"]) == ("status 200 ok", f"x{secret}x")
 
 
 def test_logs_forget_redactions_unmasks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,4 +211,4 @@ def test_logs_invocation_line_masks_and_respects_level(capsys: pytest.CaptureFix
 
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
-    assert json.loads(lines[0])["path"] == "/***"
+    assert json.loads(lines[0])["path"] == "***"

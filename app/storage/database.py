@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import Pool
 
-from app.config import Settings
+from app.config import Settings, parse_database_url
 from app.logs import LOGGER_NAME, redact
 from app.storage.bundle import BundleInvalidError, ensure_local_copy, verify_bundle
 from app.storage.engine import create_db_engine, password_forms, safe_url, sqlite_read_only_url
@@ -91,7 +90,7 @@ class Database:
         if from_secret is not None:
             url, source = from_secret
         elif settings.database_url is not None:
-            url, source = make_url(settings.database_url), "DATABASE_URL"
+            url, source = parse_database_url(settings.database_url), "DATABASE_URL"
             redact(*password_forms(url))
         else:
             copied = ensure_local_copy(settings.bundled_db_path, settings.sqlite_copy_path)

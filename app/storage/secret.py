@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
-from app.config import Settings
+from app.config import Settings, parse_database_url
 from app.logs import redact
 from app.storage import aws
 from app.storage.engine import password_forms
@@ -66,8 +65,8 @@ def parse_database_secret(text: str, source: str) -> URL:
         url = _url_from_rds_secret(data, source)
     else:
         try:
-            url = make_url(stripped)
-        except ArgumentError:
+            url = parse_database_url(stripped)
+        except ValueError:
             raise DatabaseSecretError(
                 f"{source}: the secret is neither a SQLAlchemy database URL nor RDS secret JSON"
             ) from None

@@ -311,10 +311,7 @@ def test_parse_database_secret_masks_the_password_in_later_logs(capsys: pytest.C
     out = capsys.readouterr().out
     assert PASSWORD not in out
     assert json.dumps(PASSWORD)[1:-1] not in out
-    assert [line["message"] for line in log_lines(out)] == [
-        f"cannot reach postgresql+psycopg://users_api:***@{RDS_SECRET['host']}:5432/users",
-        "password was ***",
-    ]
+    assert [line["message"] for line in log_lines(out)] == ["***", "***"]  # whole values, never substrings
 
 
 def test_create_app_secret_failure_fails_the_cold_start(
