@@ -33,9 +33,10 @@ class FakeContext:
     function_name: str = "users-api-dev-api"
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:users-api-dev-api"
+    remaining_ms: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms
 
 
 @pytest.fixture(autouse=True)

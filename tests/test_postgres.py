@@ -11,6 +11,7 @@ server binaries (and no TEST_POSTGRES_URL), these tests skip, saying why.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -426,3 +427,27 @@ def test_postgres_driver_not_imported_by_sqlite_cold_start(tmp_path: Path) -> No
     )
 
     assert result.stdout.strip() == "[]"
+
+
+def test_postgres_locked_table_is_503_before_the_deadline(
+    pg_handler: LambdaHandler, users_db: UsersDatabase, served_engine: Callable[[], Engine]
+) -> None:
+    # GIVEN a warm container, and another session holding the users table in ACCESS EXCLUSIVE mode
+    assert pg_handler(make_v1_event(), FakeContext())["statusCode"] == 200
+    locker = create_engine(users_db.url)
+    try:
+        with locker.connect() as conn:
+            conn.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+
+            # WHEN an invocation with 4 s left reads THEN it gets the 503 JSON before those 4 s are up
+            started = time.monotonic()
+            response = pg_handler(make_v1_event(), FakeContext(remaining_ms=4_000))
+            elapsed = time.monotonic() - started
+            conn.rollback()
+    finally:
+        locker.dispose()
+
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["error"] == "database_unavailable"
+    assert elapsed < 4.0
+    assert queue_pool(served_engine()).checkedout() == 0

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool, QueuePool
 
 from app.config import Settings
+from app.storage.queries import WAIT_LIMIT_KEY, budget_seconds
 
-__all__ = ["create_db_engine", "password_forms", "safe_url", "sqlite_read_only_url"]
+__all__ = [
+    "create_db_engine",
+    "password_forms",
+    "safe_url",
+    "sqlite_read_only_url",
+]
+
+# libpq's connect_timeout is whole seconds, and it treats 1 as 2.
+_MIN_CONNECT_TIMEOUT_SECONDS: int = 2
 
 
 def sqlite_read_only_url(path: Path) -> URL:
@@ -43,13 +54,33 @@ def create_db_engine(settings: Settings, url: URL) -> Engine:
     is_sqlite = url.get_backend_name() == "sqlite"
     pre_ping = settings.pool_pre_ping if settings.pool_pre_ping is not None else not is_sqlite
     if settings.db_pool == "null":
-        return create_engine(url, poolclass=NullPool)
-    return create_engine(
-        url,
-        poolclass=QueuePool,
-        pool_size=settings.pool_size,
-        max_overflow=settings.max_overflow,
-        pool_timeout=settings.pool_timeout,
-        pool_recycle=settings.pool_recycle,
-        pool_pre_ping=pre_ping,
-    )
+        engine = create_engine(url, poolclass=NullPool)
+    else:
+        engine = create_engine(
+            url,
+            poolclass=QueuePool,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle,
+            pool_pre_ping=pre_ping,
+        )
+    event.listen(engine, "do_connect", _bounded_by_deadline_sqlite if is_sqlite else _bounded_by_deadline_postgres)
+    return engine
+
+
+def _bounded_by_deadline_sqlite(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    # How long a read waits on a writer's lock before "database is locked" (a 503).
+    budget = budget_seconds()
+    cparams["timeout"] = budget
+    record.info[WAIT_LIMIT_KEY] = int(budget * 1000)
+
+
+def _bounded_by_deadline_postgres(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    budget = budget_seconds()
+    record.info[WAIT_LIMIT_KEY] = int(budget * 1000)
+    # A server that accepts and never answers, and a statement stuck behind a lock, both end
+    # before the function's timeout: 503 JSON instead of API Gateway's 502.
+    cparams["connect_timeout"] = max(_MIN_CONNECT_TIMEOUT_SECONDS, math.floor(budget))
+    statement_timeout = f"-c statement_timeout={max(1, int(budget * 1000))}"
+    cparams["options"] = f"{cparams['options']} {statement_timeout}" if cparams.get("options") else statement_timeout
