@@ -148,3 +148,8 @@ lock: $(UV_DIR)/bin/uv
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# 10,000 mixed invocations through one warm handler: RSS, fds, threads, checked-out connections.
+.PHONY: bench-leak
+bench-leak: $(VENV)/.runtime-deps
+	$(BIN)/python -m bench.leak
