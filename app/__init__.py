@@ -32,6 +32,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     register_web(app)
     database = Database.open(settings, clock=clock)
     database.init_app(app)
+    if settings.snap_start:
+        from app.snapstart import register_snapstart_hooks
+
+        register_snapstart_hooks(database)
 
     logging.getLogger(LOGGER_NAME).info(
         "app initialised",

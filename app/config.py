@@ -113,6 +113,9 @@ class Settings:
     # "queue": a QueuePool per container (default). "null": NullPool, a new connection per
     # request, for when something outside pools for us (RDS Proxy, PgBouncer).
     db_pool: str = "queue"
+    # Set by Lambda (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start) when this init is snapshotted
+    # for SnapStart: the runtime hooks then close and remake what must not be shared.
+    snap_start: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +141,7 @@ class Settings:
             database_secret_arn=reader.pattern("DATABASE_SECRET_ARN", _SECRET_ARN, "a Secrets Manager secret ARN"),
             database_url_ssm_parameter=reader.ssm_parameter("DATABASE_URL_SSM_PARAMETER"),
             db_pool=reader.keyword("DB_POOL", default.db_pool, POOL_KINDS),
+            snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         )
         # Read by serverless-wsgi itself on every request, not by us: validated here only, so
         # that a typo fails the cold start instead of quietly changing every URL.

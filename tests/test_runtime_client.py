@@ -266,3 +266,38 @@ def _init_database(init_line: dict[str, Any]) -> str:
     """The database an "app initialised" line names (the /tmp copy's URL for the bundle)."""
     database: str = init_line["database"]
     return database
+
+
+# --- SnapStart --------------------------------------------------------------------------
+# awslambdaric 4.2.2 with AWS_LAMBDA_INITIALIZATION_TYPE=snap-start imports the handler, runs the
+# before-snapshot hooks, blocks on GET /2018-06-01/runtime/restore/next until the snapshot is
+# "restored", runs the after-restore hooks, then polls /invocation/next. The Runtime API here
+# holds the restore, so the test can change the world in between, as a restore elsewhere would.
+
+
+def test_snapstart_hooks_remake_the_copy_and_serve_after_restore(
+    start_runtime: Callable[..., RuntimeProcess], tmp_path: Path
+) -> None:
+    with RuntimeApi(restore_released=False) as api:
+        # GIVEN a SnapStart init that made the /tmp copy and is now snapshotted
+        runtime = start_runtime(api, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
+        api.wait_for_restore_poll(timeout=TIMEOUT_SECONDS)
+        copy = _copy_path(tmp_path)
+        assert copy.is_file()
+
+        # WHEN it is restored where that file is gone (a restored sandbox trusts no pre-snapshot file)
+        copy.unlink()
+        api.release_restore()
+        request_ids = [api.queue_event(load_event("aws/apigateway-http-api-proxy")) for _ in range(3)]
+        answers = runtime.wait_for_answers(api, request_ids)
+        runtime.stop()
+
+    # THEN the hooks ran in order, the copy was made again, and every invocation is served
+    assert [answers[request_id].json()["body"] for request_id in request_ids] == [SEED_NAMES] * 3
+    assert copy.is_file()
+    messages = [line["message"] for line in runtime.log_lines()]
+    assert messages.index("before snapshot: connections closed") < messages.index("after restore: ready")
+    assert messages.index("after restore: ready") < messages.index("invocation")
+    restored = next(line for line in runtime.log_lines() if line["message"] == "after restore: ready")
+    assert restored["bundle_copied"] is True
+    assert not api.restore_errors and not api.init_errors

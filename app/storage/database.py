@@ -156,6 +156,32 @@ class Database:
         _logger.warning("bundled database copy restored", extra={"fields": {"error": type(exc).__name__}})
         return True
 
+    def before_snapshot(self) -> None:
+        """SnapStart, before the snapshot: close every pooled connection and forget the S3 client.
+
+        Whatever the init made is shared by every environment restored from the snapshot; a
+        socket would be shared too, and a server would see one connection used by many.
+        """
+        if self.engine is not None:
+            self.engine.dispose()
+        if self._snapshot is not None:
+            self._snapshot.forget_client()
+        _logger.info("before snapshot: connections closed", extra={"fields": self.describe()})
+
+    def after_restore(self) -> None:
+        """SnapStart, after a restore: new pool, and the /tmp copy checked (or made again) before use."""
+        if self.engine is not None:
+            self.engine.dispose()
+        if self._serves_bundle:
+            copied = ensure_local_copy(self.settings.bundled_db_path, self.settings.sqlite_copy_path)
+            _verify_bundle_copy(self.settings)
+            self._fields["bundle_copied"] = copied
+        if self._snapshot is not None:
+            # A restored environment asks S3 whether the snapshot it was made with is current.
+            self._snapshot.forget_client()
+            self._snapshot.check_now()
+        _logger.info("after restore: ready", extra={"fields": self.describe()})
+
     def _before_request(self) -> None:
         retired, self._retired_pool = self._retired_pool, None
         if retired is not None:

@@ -130,6 +130,14 @@ class SnapshotSource:
             if match is not None and (int(match[1]) == os.getpid() or not _process_alive(int(match[1]))):
                 path.unlink(missing_ok=True)
 
+    def forget_client(self) -> None:
+        """Drop the S3 client (and its connections); the next download makes a new one."""
+        self._s3_client = None
+
+    def check_now(self) -> None:
+        """Make the next request look for a newer snapshot."""
+        self._next_attempt_at = -math.inf
+
     def _s3(self) -> Any:
         if self._s3_client is None:
             self._s3_client = aws.client("s3")
