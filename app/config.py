@@ -97,8 +97,10 @@ class Settings:
     # Seconds before a pooled connection is replaced: below the idle timeouts of NAT
     # gateways (350 s) and RDS Proxy (1800 s) that drop connections of frozen containers.
     pool_recycle: int = 300
-    # None: on for network databases, off for SQLite (a local file cannot drop a connection).
-    pool_pre_ping: bool | None = None
+    # Off: a read on a connection the server dropped is retried once on a new one
+    # (app/storage/queries.read_with_reconnect), which covers what a ping per checkout would,
+    # without its round trip on every warm request (docs/postgresql.md, measured).
+    pool_pre_ping: bool = False
     log_level: str = "INFO"
     # Largest `limit` GET /users accepts. Pages are also cut by size (app/web/pages.py).
     max_page_limit: int = 10_000
@@ -131,7 +133,7 @@ class Settings:
             max_overflow=reader.integer("DB_MAX_OVERFLOW", default.max_overflow, minimum=0),
             pool_timeout=reader.positive_float("DB_POOL_TIMEOUT", default.pool_timeout),
             pool_recycle=reader.integer("DB_POOL_RECYCLE", default.pool_recycle, minimum=-1),
-            pool_pre_ping=reader.boolean("DB_POOL_PRE_PING", default.pool_pre_ping),
+            pool_pre_ping=bool(reader.boolean("DB_POOL_PRE_PING", default.pool_pre_ping)),
             log_level=reader.choice("LOG_LEVEL", default.log_level, LOG_LEVELS),
             max_page_limit=reader.integer("MAX_PAGE_LIMIT", default.max_page_limit, minimum=1),
             db_snapshot_s3_uri=reader.s3_location("DB_SNAPSHOT_S3_URI"),

@@ -102,9 +102,9 @@ def warm_variants(module: ModuleType, url: URL) -> list[Variant]:
             module.handler,
         ),
         Variant(
-            "pooled_no_ping",
-            "handler.handler, pooled, DB_POOL_PRE_PING=false",
-            make_handler(create_app(replace(settings, pool_pre_ping=False))),
+            "pooled_ping",
+            "handler.handler, pooled, DB_POOL_PRE_PING=true",
+            make_handler(create_app(replace(settings, pool_pre_ping=True))),
         ),
         Variant(
             "nullpool",

@@ -18,7 +18,7 @@ def test_settings_defaults_from_empty_environment(tmp_path: Path) -> None:
     assert settings.bundled_db_path == DEFAULT_BUNDLED_DB_PATH
     assert settings.bundled_db_path.parent.name == "data"
     assert (settings.pool_size, settings.max_overflow) == (5, 10)
-    assert (settings.pool_timeout, settings.pool_recycle, settings.pool_pre_ping) == (10.0, 300, None)
+    assert (settings.pool_timeout, settings.pool_recycle, settings.pool_pre_ping) == (10.0, 300, False)
     assert settings.log_level == "INFO"
     assert settings.db_pool == "queue"
     assert settings.max_page_limit == 10_000

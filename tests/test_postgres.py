@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -306,9 +307,9 @@ def test_postgres_reuses_one_backend_across_warm_invocations(
     assert seen == [seen[0]] * 20
 
 
-@pytest.mark.parametrize("pre_ping", [pytest.param(None, id="default-pre-ping"), pytest.param(False, id="no-pre-ping")])
+@pytest.mark.parametrize("pre_ping", [pytest.param(False, id="default-no-pre-ping"), pytest.param(True, id="pre-ping")])
 def test_postgres_survives_backend_killed_between_invocations(
-    pre_ping: bool | None,
+    pre_ping: bool,
     cluster_settings: Settings,
     make_app: Callable[[Settings], Flask],
     monkeypatch: pytest.MonkeyPatch,
@@ -334,7 +335,7 @@ def test_postgres_survives_backend_killed_between_invocations(
     assert queue_pool(served_engine()).checkedout() == 0
     warnings = [line["message"] for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     # Pre-ping replaces the dead connection at checkout; without it, the read is retried once.
-    expected = [] if pre_ping is None else ["database connection lost; retrying once on a new connection"]
+    expected = [] if pre_ping else ["database connection lost; retrying once on a new connection"]
     assert warnings == expected
 
 
@@ -451,3 +452,53 @@ def test_postgres_locked_table_is_503_before_the_deadline(
     assert json.loads(response["body"])["error"] == "database_unavailable"
     assert elapsed < 4.0
     assert queue_pool(served_engine()).checkedout() == 0
+
+
+def test_postgres_survives_backend_killed_during_a_call_without_pre_ping(
+    cluster_settings: Settings,
+    cluster_users_db: UsersDatabase,
+    make_app: Callable[[Settings], Flask],
+    serve_app: Callable[[Flask], LambdaHandler],
+    served_engine: Callable[[], Engine],
+    cluster_observer: Engine,
+    application_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a warm container without pre-ping, whose next read will wait on a lock another session holds
+    handler = serve_app(make_app(replace(cluster_settings, pool_pre_ping=False)))
+    assert handler(make_v1_event(), FakeContext())["statusCode"] == 200
+    locker = create_engine(cluster_users_db.url)
+    try:
+        with locker.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:
+            conn.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+            in_flight = pool.submit(handler, make_v1_event(), FakeContext())
+
+            # WHEN its backend is killed in the middle of the statement, then the lock released
+            def waiting_on_lock() -> bool:
+                with cluster_observer.connect() as observing:
+                    return bool(
+                        observing.execute(
+                            text(
+                                "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE application_name = :name AND wait_event_type = 'Lock'"
+                            ),
+                            {"name": application_name},
+                        ).scalar_one()
+                    )
+
+            deadline = time.monotonic() + 10
+            while not waiting_on_lock():
+                assert time.monotonic() < deadline, "the read never waited on the lock"
+                time.sleep(0.05)
+            assert terminate_backends(cluster_observer, application_name) == 1
+            time.sleep(0.2)  # let the retry reach the lock too, then let it through
+            conn.rollback()
+            response = in_flight.result(timeout=30)
+    finally:
+        locker.dispose()
+
+    # THEN the read was retried once on a new connection and answered in full
+    assert (response["statusCode"], response["body"]) == (200, BODY)
+    assert queue_pool(served_engine()).checkedout() == 0
+    warnings = [line["message"] for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
+    assert warnings == ["database connection lost; retrying once on a new connection"]

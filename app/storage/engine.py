@@ -52,7 +52,6 @@ def password_forms(url: URL) -> list[str]:
 def create_db_engine(settings: Settings, url: URL) -> Engine:
     """Create the process-wide engine on `url`; it connects lazily, on the first request."""
     is_sqlite = url.get_backend_name() == "sqlite"
-    pre_ping = settings.pool_pre_ping if settings.pool_pre_ping is not None else not is_sqlite
     if settings.db_pool == "null":
         engine = create_engine(url, poolclass=NullPool)
     else:
@@ -63,7 +62,7 @@ def create_db_engine(settings: Settings, url: URL) -> Engine:
             max_overflow=settings.max_overflow,
             pool_timeout=settings.pool_timeout,
             pool_recycle=settings.pool_recycle,
-            pool_pre_ping=pre_ping,
+            pool_pre_ping=settings.pool_pre_ping,
         )
     event.listen(engine, "do_connect", _bounded_by_deadline_sqlite if is_sqlite else _bounded_by_deadline_postgres)
     return engine
