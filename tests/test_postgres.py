@@ -42,6 +42,8 @@ from tests.events import (
     response_headers,
 )
 from tests.postgres_cluster import ClusterUnavailableError, PostgresCluster, locate_server, throwaway_cluster
+from tests.runtime_api import RuntimeApi
+from tests.test_runtime_client import TIMEOUT_SECONDS, start_runtime  # noqa: F401 - the fixture, for SnapStart
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SERVER_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -502,3 +504,34 @@ def test_postgres_survives_backend_killed_during_a_call_without_pre_ping(
     assert queue_pool(served_engine()).checkedout() == 0
     warnings = [line["message"] for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     assert warnings == ["database connection lost; retrying once on a new connection"]
+
+
+def test_postgres_snapstart_restore_uses_no_connection_from_before_the_snapshot(
+    request: pytest.FixtureRequest,
+    cluster_settings: Settings,
+    cluster_observer: Engine,
+    application_name: str,
+) -> None:
+    # GIVEN a SnapStart init on PostgreSQL, snapshotted and waiting to be restored
+    start = request.getfixturevalue("start_runtime")
+    assert cluster_settings.database_url is not None
+    with RuntimeApi(restore_released=False) as api:
+        runtime = start(api, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start", DATABASE_URL=cluster_settings.database_url)
+        api.wait_for_restore_poll(timeout=TIMEOUT_SECONDS)
+
+        # THEN the snapshot holds no connection of ours; kill whatever the server has for us anyway
+        assert backend_pids(cluster_observer, application_name) == []
+        terminate_backends(cluster_observer, application_name)
+
+        # WHEN restored THEN every invocation is served on new connections, with no reconnect
+        api.release_restore()
+        request_ids = [api.queue_event(make_v2_event()) for _ in range(3)]
+        answers = runtime.wait_for_answers(api, request_ids)
+        pids = backend_pids_until(cluster_observer, application_name, lambda found: len(found) == 1)
+        runtime.stop()
+
+    assert [answers[request_id].json()["body"] for request_id in request_ids] == [BODY] * 3
+    assert len(pids) == 1
+    lines = runtime.log_lines()
+    assert [line["message"] for line in lines if line["level"] == "WARNING"] == []
+    assert [line["message"] for line in lines].count("after restore: ready") == 1
