@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import serverless_wsgi
 from flask import Flask
 from sqlalchemy.pool import QueuePool
+from werkzeug.http import HTTP_STATUS_CODES
 
 from app.logs import LOGGER_NAME, current_invocation, write_invocation_line
 from app.storage import DATABASE_KEY, Database
@@ -116,14 +117,25 @@ def _request_line(event: Any, source: EventSource) -> tuple[str | None, str | No
     return None, None
 
 
-def _proxy_error(status: int, error: str, message: str) -> LambdaResponse:
-    """A JSON error in the proxy response shape, for answers given without the app."""
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": JSON_MIMETYPE},
-        "body": error_body(error, message),
-        "isBase64Encoded": False,
-    }
+def _proxy_error(
+    status: int, error: str, message: str, source: EventSource = EventSource.UNSUPPORTED, event: Any = None
+) -> LambdaResponse:
+    """A JSON error in the proxy response shape of `source`, for answers given without the app.
+
+    Like serverless-wsgi's own answers: headers in `multiValueHeaders` when the event came with
+    them (an ALB target group with multi-value headers accepts nothing else), and ALB's
+    `statusDescription`; otherwise ALB answers the client 502 instead of this JSON.
+    """
+    response: LambdaResponse = {"statusCode": status}
+    if isinstance(event, dict) and event.get("multiValueHeaders"):
+        response["multiValueHeaders"] = {"Content-Type": [JSON_MIMETYPE]}
+    else:
+        response["headers"] = {"Content-Type": JSON_MIMETYPE}
+    if source is EventSource.ALB:
+        response["statusDescription"] = f"{status} {HTTP_STATUS_CODES[status]}"
+    response["body"] = error_body(error, message)
+    response["isBase64Encoded"] = False
+    return response
 
 
 class _InvalidEventError(Exception):
@@ -269,12 +281,12 @@ def make_handler(app: Flask) -> LambdaHandler:
             response = _respond(apps, source, event, context)
         except _InvalidEventError as exc:
             _logger.warning("invalid event", extra={"fields": {"detail": str(exc)[:200]}})
-            response = _proxy_error(400, "invalid_event", INVALID_EVENT_MESSAGE)
+            response = _proxy_error(400, "invalid_event", INVALID_EVENT_MESSAGE, source, event)
         except Exception as exc:
             # Errors inside the app are answered by its handlers; this is the adapter failing on
             # an event it accepted. Answer JSON rather than return a traceback to the caller.
             _logger.error("invocation failed", exc_info=exc)
-            response = _proxy_error(500, "internal_server_error", "The server hit an unexpected error.")
+            response = _proxy_error(500, "internal_server_error", "The server hit an unexpected error.", source, event)
         _log_invocation(database, source, event, response, started)
         return response
 

@@ -507,3 +507,20 @@ def test_handler_link_keeps_serverless_offline_stage(lambda_handler: LambdaHandl
 
     assert response["statusCode"] == 200
     assert response_headers(response)["link"].startswith("</dev/users?after=")
+
+
+@pytest.mark.parametrize("multi_value", [pytest.param(False, id="alb"), pytest.param(True, id="alb-multi-value")])
+def test_handler_invalid_alb_event_gets_the_shape_alb_accepts(
+    multi_value: bool, lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    # An ALB target group with multi-value headers on accepts only multiValueHeaders; ALB wants statusDescription.
+    event = make_alb_event(multi_value=multi_value, method="POST")
+    event["body"], event["isBase64Encoded"] = "abcde", True  # not base64
+
+    response = lambda_handler(event, context)
+
+    assert response["statusCode"] == 400
+    assert response["statusDescription"] == "400 Bad Request"
+    headers_field = "multiValueHeaders" if multi_value else "headers"
+    assert set(response) == {"statusCode", "statusDescription", headers_field, "body", "isBase64Encoded"}
+    assert json.loads(response["body"])["error"] == "invalid_event"
