@@ -51,13 +51,16 @@ def parse_database_url(raw: str) -> URL:
     """`raw` as a URL, or ValueError with a message that never quotes it (it may hold a password).
 
     Besides what SQLAlchemy refuses (ArgumentError, or ValueError for a port it cannot read),
-    a host holding "@" means an unencoded "@" in the password: SQLAlchemy would read part of
-    the password as the host, connect there and print it in every error.
+    an "@" after the one that ends the user name and password means an unencoded "@" in the
+    password: SQLAlchemy would read part of the password as the host, port or database name,
+    connect there and print it in every error and log line ("u:p@ss/w@db" reads host "ss").
     """
     try:
         url = make_url(raw)
     except Exception:
         raise ValueError(_BAD_URL_MESSAGE) from None
+    if url.password is not None and raw.count("@", raw.find("://") + 3) > 1:
+        raise ValueError(_BAD_URL_MESSAGE)
     if url.host is not None and "@" in url.host:
         raise ValueError(_BAD_URL_MESSAGE)
     return url

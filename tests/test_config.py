@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import DEFAULT_BUNDLED_DB_PATH, S3Location, Settings, SettingsError
+from app.config import DEFAULT_BUNDLED_DB_PATH, S3Location, Settings, SettingsError, parse_database_url
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:users-api/db-AbCdEf"
 
@@ -148,6 +148,9 @@ BAD_URL_MESSAGE = (
         pytest.param("postgresql+psycopg://postgres:p@ssw0rd@127.0.0.1:5432/db", id="unencoded-at"),
         # ValueError from the port, quoting the password, where only ArgumentError was caught.
         pytest.param("postgresql+psycopg://postgres:p@ss:w0rd1@127.0.0.1:5432/db", id="unencoded-colon"),
+        # SQLAlchemy reads host "ss" and database "w0rd@127.0.0.1:5432/db" (or a query): no "@" in the host.
+        pytest.param("postgresql+psycopg://postgres:p@ss/w0rd@127.0.0.1:5432/db", id="unencoded-at-then-slash"),
+        pytest.param("postgresql+psycopg://postgres:p@ss?w0rd@127.0.0.1:5432/db", id="unencoded-at-then-query"),
     ],
 )
 def test_settings_bad_database_url_error_hides_the_value(url: str) -> None:
@@ -155,6 +158,13 @@ def test_settings_bad_database_url_error_hides_the_value(url: str) -> None:
         Settings.from_env({"DATABASE_URL": url})
 
     assert str(raised.value) == BAD_URL_MESSAGE
+
+
+def test_settings_percent_encoded_password_is_accepted() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql+psycopg://postgres:p%40ss%2Fw0rd@db:5432/app"})
+
+    url = parse_database_url(str(settings.database_url))
+    assert (url.password, url.host, url.database) == ("p@ss/w0rd", "db", "app")
 
 
 def test_settings_error_fails_cold_start_import(tmp_path: Path) -> None:

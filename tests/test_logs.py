@@ -61,6 +61,14 @@ def test_logs_database_url_is_masked() -> None:
     assert safe_url(url) == "postgresql+psycopg://app:***@db.internal:5432/users"
 
 
+def test_logs_password_query_parameters_are_masked_and_registered() -> None:
+    # libpq reads password= and sslpassword= from the query as well as from the user info.
+    url = make_url("postgresql+psycopg://app@db/users?password=qp1&sslpassword=qp2&sslpassword=qp3&sslmode=require")
+
+    assert safe_url(url) == "postgresql+psycopg://app@db/users?password=%2A%2A%2A&sslmode=require&sslpassword=%2A%2A%2A"
+    assert {"qp1", "qp2", "qp3"} <= set(password_forms(url))
+
+
 PASSWORD = 'p@ss:w/rd %?#&=+ "quoted" \\ Zoë'
 
 

@@ -49,6 +49,29 @@ def _cold_start_and_serve(database_url: str, tmp_path: Path) -> subprocess.Compl
             False,
             id="colon",
         ),
+        # An "@" then "/", "?" or "[" in the password: SQLAlchemy reads host "ss" and the rest of
+        # the password as the database name or query, which the init line would print.
+        *(
+            pytest.param(
+                f"postgresql+psycopg://postgres:p@ss{mark}w0rd@127.0.0.1:{CLOSED_PORT}/db",
+                [f"ss{mark}w0rd", "w0rd@"],
+                False,
+                id=f"unencoded-at-then-{name}",
+            )
+            for mark, name in (("/", "slash"), ("?", "question-mark"), ("[", "bracket"))
+        ),
+        pytest.param(
+            f"postgresql+psycopg://postgres@127.0.0.1:{CLOSED_PORT}/db?password=Qu3ryS3cret",
+            ["Qu3ryS3cret"],
+            True,
+            id="password-query-parameter",
+        ),
+        pytest.param(
+            f"postgresql+psycopg://postgres:Tr0ub4dor@127.0.0.1:{CLOSED_PORT}/db?sslpassword=K3yS3cret&sslmode=disable",
+            ["Tr0ub4dor", "K3yS3cret"],
+            True,
+            id="sslpassword-query-parameter",
+        ),
         pytest.param(f"postgresql+psycopg://postgres:0@127.0.0.1:{CLOSED_PORT}/db", [], True, id="one-character"),
         pytest.param(
             f"postgresql+psycopg://postgres:Tr0ub4dor@127.0.0.1:{CLOSED_PORT}/db", ["Tr0ub4dor"], True, id="plain"

@@ -30,23 +30,35 @@ def sqlite_read_only_url(path: Path) -> URL:
     return URL.create("sqlite", database=f"file:{quote(str(path))}", query={"mode": "ro", "uri": "true"})
 
 
+def _is_secret_parameter(name: str) -> bool:
+    # libpq takes `password` and `sslpassword` as query parameters too (…/db?password=…).
+    return "password" in name.lower()
+
+
 def safe_url(url: URL) -> str:
-    """The URL as text with any password masked, for logs."""
+    """The URL as text with any password masked, in the user info or the query, for logs."""
+    secret_keys = [key for key in url.query if _is_secret_parameter(key)]
+    if secret_keys:
+        url = url.update_query_dict(dict.fromkeys(secret_keys, "***"))
     return url.render_as_string(hide_password=True)
 
 
 def password_forms(url: URL) -> list[str]:
-    """The password of `url` as it may appear in text: raw, as SQLAlchemy renders it, percent-encoded."""
-    if not url.password:
-        return []
-    password = str(url.password)
-    rendered = URL.create("x", username="u", password=password, host="h").render_as_string(hide_password=False)
-    return [
-        password,
-        rendered.removeprefix("x://u:").removesuffix("@h"),
-        quote(password, safe=""),
-        quote_plus(password),
-    ]
+    """Every password in `url` as it may appear in text: raw, as SQLAlchemy renders it, percent-encoded."""
+    passwords = [str(url.password)] if url.password else []
+    for key, value in url.query.items():
+        if _is_secret_parameter(key):
+            passwords.extend(v for v in ((value,) if isinstance(value, str) else value) if v)
+    forms: list[str] = []
+    for password in passwords:
+        rendered = URL.create("x", username="u", password=password, host="h").render_as_string(hide_password=False)
+        forms += [
+            password,
+            rendered.removeprefix("x://u:").removesuffix("@h"),
+            quote(password, safe=""),
+            quote_plus(password),
+        ]
+    return forms
 
 
 def create_db_engine(settings: Settings, url: URL) -> Engine:
