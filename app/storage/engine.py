@@ -23,6 +23,10 @@ __all__ = [
 
 # libpq's connect_timeout is whole seconds, and it treats 1 as 2.
 _MIN_CONNECT_TIMEOUT_SECONDS: int = 2
+# libpq keywords: probe a connection after 1 s without traffic, then every second, so a peer
+# gone while we wait on a statement is noticed within tcp_user_timeout.
+_KEEPALIVES: dict[str, int] = {"keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1}
+_MIN_TCP_USER_TIMEOUT_MS: int = 1000
 
 
 def sqlite_read_only_url(path: Path) -> URL:
@@ -93,5 +97,13 @@ def _bounded_by_deadline_postgres(dialect: Any, record: Any, cargs: Any, cparams
     # A server that accepts and never answers, and a statement stuck behind a lock, both end
     # before the function's timeout: 503 JSON instead of API Gateway's 502.
     cparams["connect_timeout"] = max(_MIN_CONNECT_TIMEOUT_SECONDS, math.floor(budget))
+    # A server or network that vanishes under an open connection (failover, a lost route)
+    # answers nothing, not even statement_timeout's error: the kernel would retransmit for ~15
+    # minutes. Unacknowledged data, or unanswered keepalive probes while a statement runs, end
+    # the connection after half the budget, leaving the rest for the one retry. A URL's own
+    # values (…?keepalives_idle=…) win.
+    cparams.setdefault("tcp_user_timeout", max(_MIN_TCP_USER_TIMEOUT_MS, int(budget * 500)))
+    for name, value in _KEEPALIVES.items():
+        cparams.setdefault(name, value)
     statement_timeout = f"-c statement_timeout={max(1, int(budget * 1000))}"
     cparams["options"] = f"{cparams['options']} {statement_timeout}" if cparams.get("options") else statement_timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +42,9 @@ _LIMIT_TOLERANCE: int = 10
 RESPONSE_MARGIN_SECONDS: float = 0.5
 # A request is never given less than this, even when the context says less remains.
 MIN_BUDGET_SECONDS: float = 1.0
+# The retry on a lost connection is skipped with less left than this: libpq's shortest connect
+# timeout (2 s; app/storage/engine.py) could not end in time.
+MIN_RETRY_SECONDS: float = 2.0
 
 # Users are listed, and paged, in key order. SQLite's key is the rowid (our `id INTEGER
 # PRIMARY KEY` is that rowid, and any users table has one); other databases need the `id`
@@ -53,6 +57,11 @@ _SELECT_USERS: dict[tuple[bool, bool], TextClause] = {
     (False, False): text("SELECT id, name FROM users ORDER BY id LIMIT :count"),
     (False, True): text("SELECT id, name FROM users WHERE id > :after ORDER BY id LIMIT :count"),
 }
+
+
+def _budget_left() -> float:
+    deadline = DEADLINE.get()
+    return math.inf if deadline is None else deadline - time.monotonic()
 
 
 def budget_seconds() -> float:
@@ -117,6 +126,8 @@ def read_with_reconnect[T](
             return read(conn)
     except DBAPIError as exc:
         if exc.connection_invalidated:
+            if budget_seconds is not None and _budget_left() < MIN_RETRY_SECONDS:
+                raise  # a new connection could not be made in time: answer 503 now, not after the deadline
             _logger.warning("database connection lost; retrying once on a new connection", exc_info=exc)
         elif repair is None or not repair(exc):
             raise

@@ -14,10 +14,18 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from sqlalchemy import Connection, create_engine
+from sqlalchemy.exc import DBAPIError
 
 from app.adapter import LambdaHandler
 from app.config import Settings
-from app.storage.queries import MIN_BUDGET_SECONDS, RESPONSE_MARGIN_SECONDS, remaining_seconds
+from app.storage.queries import (
+    MIN_BUDGET_SECONDS,
+    MIN_RETRY_SECONDS,
+    RESPONSE_MARGIN_SECONDS,
+    read_with_reconnect,
+    remaining_seconds,
+)
 from tests.conftest import FakeContext, MakeUsersDb, engine_of, queue_pool
 from tests.events import make_v1_event, response_headers
 
@@ -100,3 +108,31 @@ def test_timeouts_locked_sqlite_is_503_before_the_deadline(
     assert elapsed < REMAINING_MS / 1000
     # And once the writer is gone, the same container serves again.
     assert handler(make_v1_event(), FakeContext())["body"] == "Zed"
+
+
+def _lost_connection() -> DBAPIError:
+    return DBAPIError("SELECT 1", None, Exception("server closed the connection"), connection_invalidated=True)
+
+
+@pytest.mark.parametrize(("budget", "reads"), [(MIN_RETRY_SECONDS + 1.0, 2), (MIN_RETRY_SECONDS - 0.5, 1)])
+def test_timeouts_lost_connection_is_retried_only_when_a_new_one_fits(budget: float, reads: int) -> None:
+    # GIVEN a read whose first connection is lost (a dead server, a lost route)
+    engine = create_engine("sqlite://")
+    calls: list[int] = []
+
+    def read(conn: Connection) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise _lost_connection()
+        return "read"
+
+    # WHEN it runs with `budget` seconds left THEN it is retried only if a new connection can be made in time
+    try:
+        if reads == 2:
+            assert read_with_reconnect(engine, read, budget_seconds=budget) == "read"
+        else:
+            with pytest.raises(DBAPIError):
+                read_with_reconnect(engine, read, budget_seconds=budget)
+    finally:
+        engine.dispose()
+    assert len(calls) == reads
