@@ -27,6 +27,9 @@ POOL_KINDS: frozenset[str] = frozenset({"queue", "null"})
 LOG_LEVELS: frozenset[str] = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 _TRUE_VALUES: frozenset[str] = frozenset({"1", "true", "yes", "on"})
 _FALSE_VALUES: frozenset[str] = frozenset({"0", "false", "no", "off"})
+# serverless-wsgi 3.x treats exactly these as true (get_script_name) and anything else as false.
+_SERVERLESS_WSGI_TRUE: frozenset[str] = frozenset({"yes", "y", "true", "t", "1"})
+_SERVERLESS_WSGI_FALSE: frozenset[str] = frozenset({"no", "n", "false", "f", "0"})
 
 # S3 bucket naming rules (general purpose buckets): 3-63 lowercase letters, digits, dots and
 # hyphens, starting and ending with a letter or digit. Keys are 1-1024 bytes.
@@ -150,7 +153,7 @@ class Settings:
         )
         # Read by serverless-wsgi itself on every request, not by us: validated here only, so
         # that a typo fails the cold start instead of quietly changing every URL.
-        reader.boolean("STRIP_STAGE_PATH", None)
+        reader.serverless_wsgi_flag("STRIP_STAGE_PATH")
         reader.base_path("API_GATEWAY_BASE_PATH")
         _check_combinations(settings)
         return settings
@@ -229,6 +232,14 @@ class _Reader:
         if lowered in _FALSE_VALUES:
             return False
         accepted = ", ".join(sorted(_TRUE_VALUES | _FALSE_VALUES))
+        raise SettingsError(f"{name} must be one of {accepted}; got {raw!r}")
+
+    def serverless_wsgi_flag(self, name: str) -> None:
+        """Check a flag serverless-wsgi reads itself, against the words it reads (not ours: "on" is false there)."""
+        raw = self._raw(name)
+        if raw is None or raw.strip().lower() in _SERVERLESS_WSGI_TRUE | _SERVERLESS_WSGI_FALSE:
+            return
+        accepted = ", ".join(sorted(_SERVERLESS_WSGI_TRUE | _SERVERLESS_WSGI_FALSE))
         raise SettingsError(f"{name} must be one of {accepted}; got {raw!r}")
 
     def choice(self, name: str, default: str, choices: frozenset[str]) -> str:

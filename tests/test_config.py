@@ -77,7 +77,8 @@ def test_settings_empty_values_count_as_unset() -> None:
         ("DB_POOL_TIMEOUT", "nan", "DB_POOL_TIMEOUT must be a number of seconds > 0, got 'nan'"),
         ("DB_POOL_TIMEOUT", "inf", "DB_POOL_TIMEOUT must be a number of seconds > 0, got 'inf'"),
         ("DB_POOL_PRE_PING", "ture", "DB_POOL_PRE_PING must be one of 0, 1, false, no, off, on, true, yes; got 'ture'"),
-        ("STRIP_STAGE_PATH", "y", "STRIP_STAGE_PATH must be one of 0, 1, false, no, off, on, true, yes; got 'y'"),
+        # serverless-wsgi reads "on" as false: accepting it would quietly keep the stage in every URL.
+        ("STRIP_STAGE_PATH", "on", "STRIP_STAGE_PATH must be one of 0, 1, f, false, n, no, t, true, y, yes; got 'on'"),
         ("MAX_PAGE_LIMIT", "0", "MAX_PAGE_LIMIT must be an integer >= 1, got '0'"),
         ("MAX_PAGE_LIMIT", "lots", "MAX_PAGE_LIMIT must be an integer >= 1, got 'lots'"),
         ("DB_POOL", "static", "DB_POOL must be one of null, queue; got 'static'"),
@@ -260,3 +261,19 @@ def test_settings_repr_hides_database_url() -> None:
     settings = Settings.from_env({"DATABASE_URL": "postgresql+psycopg://app:s3cr3t@db/users"})
 
     assert "s3cr3t" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "stripped"),
+    [(v, True) for v in ("1", "true", "T", "yes", "y", " Yes ")] + [(v, False) for v in ("0", "false", "f", "no", "N")],
+)
+def test_settings_strip_stage_path_accepts_what_serverless_wsgi_reads_the_same_way(
+    value: str, stripped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serverless_wsgi
+
+    Settings.from_env({"STRIP_STAGE_PATH": value})  # accepted
+
+    monkeypatch.setenv("STRIP_STAGE_PATH", value)
+    script_name = serverless_wsgi.get_script_name({"Host": "abc.execute-api.us-east-1.amazonaws.com"}, {"stage": "dev"})
+    assert script_name == ("" if stripped else "/dev")
