@@ -140,8 +140,9 @@ def _utc_second(epoch_second: int) -> str:
 # (bench/RESULTS.md, "where the time goes").
 _INVOCATION_LINE: str = (
     '{"time": "%s.%03dZ", "level": "INFO", "logger": %s, "message": "invocation", "request_id": %s, '
-    '"cold_start": %s, "source": %s, "method": %s, "path": %s, "status": %s, "duration_ms": %s%s}\n'
+    '"cold_start": %s, "source": %s, "method": %s, "path": %s, "status": %s, "duration_ms": %.3f%s}\n'
 )
+_JSON_BOOLEANS: dict[bool | None, str] = {True: "true", False: "false", None: "null"}
 _POOL_FIELDS: str = ', "pool_size": %d, "pool_checked_out": %d, "pool_overflow": %d'
 
 
@@ -178,29 +179,32 @@ def write_invocation_line(
     `pool` is a queue pool's (size, checked out, overflow), another pool's class name, or
     None when there is no engine yet.
 
-    The same JSON, level check and masking as `logger.info("invocation", extra={"fields": ...})`,
+    The same keys, values, level check and masking as `logger.info("invocation", extra={"fields": ...})`,
     without a LogRecord, handler locks and the caller lookup. Handlers added to the logger do
     not see this line.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
     now = time.time()
+    second = int(now)
     if _secrets:  # the strings that come from the event; the rest are ours
         method, path = _masked(method), _masked(path)
+    request_id = current_invocation.request_id
+    # Inlined for the common types (str, int, bool); _scalar covers the rest the same way.
     line = _INVOCATION_LINE % (
-        _utc_second(int(now)),
-        int((now % 1) * 1000),
+        _utc_second(second),
+        int((now - second) * 1000),
         _encode_string(logger.name),
-        _scalar(current_invocation.request_id),
-        _scalar(current_invocation.cold_start),
+        _encode_string(request_id) if type(request_id) is str else _scalar(request_id),
+        _JSON_BOOLEANS.get(current_invocation.cold_start) or _scalar(current_invocation.cold_start),
         _encode_string(source),
-        _scalar(method),
-        _scalar(path),
-        _scalar(status),
-        repr(duration_ms),
-        _pool_fields(pool),
+        _encode_string(method) if type(method) is str else _scalar(method),
+        _encode_string(path) if type(path) is str else _scalar(path),
+        status if type(status) is int else _scalar(status),
+        duration_ms,
+        _POOL_FIELDS % pool if type(pool) is tuple else _pool_fields(pool),
     )
-    sys.stdout.write(_encodable(line))
+    sys.stdout.write(line if line.isascii() else _encodable(line))
     sys.stdout.flush()
 
 

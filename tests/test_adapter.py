@@ -524,3 +524,23 @@ def test_handler_invalid_alb_event_gets_the_shape_alb_accepts(
     headers_field = "multiValueHeaders" if multi_value else "headers"
     assert set(response) == {"statusCode", "statusDescription", headers_field, "body", "isBase64Encoded"}
     assert json.loads(response["body"])["error"] == "invalid_event"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda value: make_v1_event(headers={"X-Note": value}), id="rest"),
+        pytest.param(lambda value: make_v1_event(headers={"X-Note": value}, multi_value=True), id="rest-multi-value"),
+        pytest.param(lambda value: make_v2_event(headers={"x-note": value}), id="http-api"),
+    ],
+)
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\nb", "a\rb"])
+def test_handler_header_value_with_a_line_break_is_400_json(
+    build: Callable[[str], dict[str, Any]], value: str, lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    # werkzeug's Headers refuses it inside serverless-wsgi, before the app: our 400, not a 500.
+    response = lambda_handler(build(value), context)
+
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"] == "invalid_event"
+    assert "Set-Cookie" not in response_headers(response)
