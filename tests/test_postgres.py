@@ -43,7 +43,7 @@ from tests.events import (
 )
 from tests.postgres_cluster import ClusterUnavailableError, PostgresCluster, locate_server, throwaway_cluster
 from tests.runtime_api import RuntimeApi
-from tests.test_runtime_client import TIMEOUT_SECONDS, start_runtime  # noqa: F401 - the fixture, for SnapStart
+from tests.test_runtime_client import PRIMED_HANDLER, TIMEOUT_SECONDS, start_runtime  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SERVER_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -512,15 +512,22 @@ def test_postgres_snapstart_restore_uses_no_connection_from_before_the_snapshot(
     cluster_observer: Engine,
     application_name: str,
 ) -> None:
-    # GIVEN a SnapStart init on PostgreSQL, snapshotted and waiting to be restored
+    # GIVEN a SnapStart init on PostgreSQL whose pool was primed (one live connection), snapshotted
+    # and waiting to be restored
     start = request.getfixturevalue("start_runtime")
     assert cluster_settings.database_url is not None
     with RuntimeApi(restore_released=False) as api:
-        runtime = start(api, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start", DATABASE_URL=cluster_settings.database_url)
+        runtime = start(
+            api,
+            handler=PRIMED_HANDLER,
+            AWS_LAMBDA_INITIALIZATION_TYPE="snap-start",
+            DATABASE_URL=cluster_settings.database_url,
+        )
         api.wait_for_restore_poll(timeout=TIMEOUT_SECONDS)
 
-        # THEN the snapshot holds no connection of ours; kill whatever the server has for us anyway
-        assert backend_pids(cluster_observer, application_name) == []
+        # THEN the before-snapshot hook closed it: the server has no backend of ours (it ends
+        # asynchronously after the client's goodbye, so wait for that); kill any anyway
+        assert backend_pids_until(cluster_observer, application_name, lambda found: found == []) == []
         terminate_backends(cluster_observer, application_name)
 
         # WHEN restored THEN every invocation is served on new connections, with no reconnect

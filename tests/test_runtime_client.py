@@ -35,6 +35,8 @@ TIMEOUT_SECONDS = 60.0
 ROUNDS = 3
 WORKERS = 4
 HANDLER = "handler.handler"
+# The SnapStart tests' handler: the real one, its pool primed during the init (tests/primed_handler.py).
+PRIMED_HANDLER = "tests.primed_handler.handler"
 
 
 @dataclass
@@ -127,7 +129,7 @@ def _live_processes(match: Callable[[int, int], bool]) -> list[int]:
     return sorted(pids)
 
 
-def _runtime_env(api: RuntimeApi, tmp_path: Path, extra: dict[str, str]) -> dict[str, str]:
+def _runtime_env(api: RuntimeApi, tmp_path: Path, handler: str, extra: dict[str, str]) -> dict[str, str]:
     """What Lambda's python3.13 runtime sets, plus the app's /tmp copy path; nothing from the developer's shell."""
     no_aws_config = str(tmp_path / "no-aws-config")
     return {
@@ -137,7 +139,7 @@ def _runtime_env(api: RuntimeApi, tmp_path: Path, extra: dict[str, str]) -> dict
         "HOME": str(tmp_path),
         "AWS_LAMBDA_RUNTIME_API": api.address,
         # awslambdaric takes the handler from argv and reads neither of these; Lambda sets them.
-        "_HANDLER": HANDLER,
+        "_HANDLER": handler,
         "LAMBDA_TASK_ROOT": str(ROOT),
         # Read by awslambdaric: python3.13 turns on polling /next from a thread and non-ASCII JSON.
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
@@ -160,23 +162,36 @@ def _runtime_env(api: RuntimeApi, tmp_path: Path, extra: dict[str, str]) -> dict
     }
 
 
+def _open_files_under(pid: int, directory: Path) -> list[str]:
+    """Paths under `directory` that process `pid` has open (Linux /proc/<pid>/fd)."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith(f"{directory}/"):
+            found.append(target)
+    return sorted(found)
+
+
 def _copy_path(tmp_path: Path) -> Path:
     return tmp_path / "lambda-tmp" / "users.db"
 
 
 @pytest.fixture
 def start_runtime(tmp_path: Path) -> Iterator[Callable[..., RuntimeProcess]]:
-    """Factory: start `python -m awslambdaric handler.handler` against a RuntimeApi; stopped at teardown."""
+    """Factory: start `python -m awslambdaric <handler>` against a RuntimeApi; stopped at teardown."""
     started: list[RuntimeProcess] = []
 
-    def start(api: RuntimeApi, **extra_env: str) -> RuntimeProcess:
+    def start(api: RuntimeApi, *, handler: str = HANDLER, **extra_env: str) -> RuntimeProcess:
         stdout_path = tmp_path / f"runtime-{len(started)}.stdout"
         stderr_path = tmp_path / f"runtime-{len(started)}.stderr"
         with stdout_path.open("ab") as stdout, stderr_path.open("ab") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "awslambdaric", HANDLER],
+                [sys.executable, "-m", "awslambdaric", handler],
                 cwd=ROOT,
-                env=_runtime_env(api, tmp_path, extra_env),
+                env=_runtime_env(api, tmp_path, handler, extra_env),
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -279,11 +294,13 @@ def test_snapstart_hooks_remake_the_copy_and_serve_after_restore(
     start_runtime: Callable[..., RuntimeProcess], tmp_path: Path
 ) -> None:
     with RuntimeApi(restore_released=False) as api:
-        # GIVEN a SnapStart init that made the /tmp copy and is now snapshotted
-        runtime = start_runtime(api, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
+        # GIVEN a SnapStart init that made the /tmp copy, read it (a primed pool), and is now snapshotted
+        runtime = start_runtime(api, handler=PRIMED_HANDLER, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
         api.wait_for_restore_poll(timeout=TIMEOUT_SECONDS)
         copy = _copy_path(tmp_path)
         assert copy.is_file()
+        # THEN the snapshot would hold no open file of the copy: the hook closed the primed connection
+        assert _open_files_under(runtime.process.pid, copy.parent) == []
 
         # WHEN it is restored where that file is gone (a restored sandbox trusts no pre-snapshot file)
         copy.unlink()

@@ -164,6 +164,9 @@ class Database:
         """
         if self.engine is not None:
             self.engine.dispose()
+        retired, self._retired_pool = self._retired_pool, None
+        if retired is not None:  # a pool a snapshot swap replaced, if a request used it since
+            retired.dispose()
         if self._snapshot is not None:
             self._snapshot.forget_client()
         _logger.info("before snapshot: connections closed", extra={"fields": self.describe()})
@@ -177,8 +180,12 @@ class Database:
             _verify_bundle_copy(self.settings)
             self._fields["bundle_copied"] = copied
         if self._snapshot is not None:
-            # A restored environment asks S3 whether the snapshot it was made with is current.
+            # A restored environment asks S3 whether the snapshot it was made with is current,
+            # and downloads it again (503 until then) if its copy is not the file downloaded.
             self._snapshot.forget_client()
+            if self._snapshot.drop_changed_copy():
+                self.engine = None
+                _logger.warning("snapshot copy changed since the snapshot: downloading it again")
             self._snapshot.check_now()
         _logger.info("after restore: ready", extra={"fields": self.describe()})
 

@@ -9,6 +9,7 @@ file an engine has open is never overwritten.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sqlite3
 import tempfile
@@ -28,6 +29,7 @@ __all__ = [
     "SnapshotError",
     "SnapshotFile",
     "download_snapshot",
+    "is_unchanged",
     "remove_snapshot_file",
     "verify_sqlite_file",
 ]
@@ -65,6 +67,8 @@ class SnapshotFile:
     size_bytes: int
     # Download and verification together.
     download_ms: float
+    # Of the bytes as downloaded: after a SnapStart restore, what tells the copy is still the same file.
+    sha256: str
 
 
 def download_snapshot(
@@ -100,6 +104,7 @@ def download_snapshot(
     directory.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{name_prefix}", suffix=".tmp")
     temp_path = Path(temp_name)
+    digest = hashlib.sha256()
     try:
         # closing(), not `with body`: StreamingBody.__enter__ returns the raw stream, which
         # skips botocore's checks. No fsync: /tmp does not outlive the execution environment.
@@ -107,6 +112,7 @@ def download_snapshot(
             # botocore checks the length (and the checksum, when the object has one) as it reads.
             for chunk in body.iter_chunks(_CHUNK_SIZE):
                 out.write(chunk)
+                digest.update(chunk)
         verify_sqlite_file(temp_path, required_table=required_table)
         final_path = directory / f"{name_prefix}{uuid.uuid4().hex[:12]}.db"
         os.replace(temp_path, final_path)
@@ -128,7 +134,19 @@ def download_snapshot(
         version_id=response.get("VersionId"),
         size_bytes=final_path.stat().st_size,
         download_ms=round((time.perf_counter() - started) * 1000, 3),
+        sha256=digest.hexdigest(),
     )
+
+
+def is_unchanged(snapshot: SnapshotFile) -> bool:
+    """Whether the file still holds the bytes downloaded: same size, same SHA-256 (read whole)."""
+    try:
+        if snapshot.path.stat().st_size != snapshot.size_bytes:
+            return False
+        with snapshot.path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest() == snapshot.sha256
+    except OSError:
+        return False
 
 
 def verify_sqlite_file(path: Path, *, required_table: str) -> None:

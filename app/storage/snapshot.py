@@ -25,7 +25,7 @@ from typing import Any
 from app.config import S3Location
 from app.logs import LOGGER_NAME
 from app.storage import aws
-from app.storage.s3_snapshot import SnapshotError, SnapshotFile, download_snapshot
+from app.storage.s3_snapshot import SnapshotError, SnapshotFile, download_snapshot, is_unchanged, remove_snapshot_file
 
 __all__ = ["RETRY_INITIAL_SECONDS", "RETRY_MAX_SECONDS", "SnapshotSource"]
 
@@ -133,6 +133,20 @@ class SnapshotSource:
     def forget_client(self) -> None:
         """Drop the S3 client (and its connections); the next download makes a new one."""
         self._s3_client = None
+
+    def drop_changed_copy(self) -> bool:
+        """Forget (and delete) the copy in use if its file is no longer the one downloaded; say whether it did.
+
+        After a SnapStart restore: the copy came with the snapshot, and a copy deleted or
+        replaced since must not be trusted, nor kept by S3 answering "not modified".
+        """
+        current = self.current
+        if current is None or is_unchanged(current):
+            return False
+        remove_snapshot_file(current.path)
+        self.current = None
+        self._retry_delay = RETRY_INITIAL_SECONDS
+        return True
 
     def check_now(self) -> None:
         """Make the next request look for a newer snapshot."""

@@ -6,16 +6,20 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
 import pytest
+from flask import Flask
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
+from app.config import S3Location, Settings
 from app.storage import aws as aws_module
 from tests.conftest import MakeUsersDb
+
+MakeSnapshotApp = Callable[..., Flask]
 
 
 @pytest.fixture
@@ -105,3 +109,20 @@ def acting_as_user_without_access(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         patch.delenv("AWS_SESSION_TOKEN")
         with enable_iam_authentication():
             yield
+
+
+@pytest.fixture
+def snapshot_settings(settings: Settings) -> Settings:
+    return replace(settings, db_snapshot_s3_uri=S3Location(bucket=SNAPSHOT_BUCKET, key=SNAPSHOT_OBJECT_KEY))
+
+
+@pytest.fixture
+def make_snapshot_app(
+    snapshot_settings: Settings, make_app: Callable[..., Flask], clock: FakeClock, s3_client: Any
+) -> MakeSnapshotApp:
+    """Factory: an app on the S3 snapshot (cold start inside moto), timed by the fake clock."""
+
+    def make(**changes: Any) -> Flask:
+        return make_app(replace(snapshot_settings, **changes), clock=clock)
+
+    return make

@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,35 +29,18 @@ from tests.storage.conftest import (
     SNAPSHOT_BUCKET,
     SNAPSHOT_OBJECT_KEY,
     FakeClock,
+    MakeSnapshotApp,
     acting_as_user_without_access,
 )
 
 PutSnapshot = Callable[..., dict[str, Any]]
-MakeSnapshotApp = Callable[..., Flask]
 
 REFRESH_SECONDS = 60
 
 
 @pytest.fixture
-def snapshot_settings(settings: Settings) -> Settings:
-    return replace(settings, db_snapshot_s3_uri=S3Location(bucket=SNAPSHOT_BUCKET, key=SNAPSHOT_OBJECT_KEY))
-
-
-@pytest.fixture
 def snapshot_dir(snapshot_settings: Settings) -> Path:
     return snapshot_settings.sqlite_copy_path.parent
-
-
-@pytest.fixture
-def make_snapshot_app(
-    snapshot_settings: Settings, make_app: Callable[..., Flask], clock: FakeClock, s3_client: Any
-) -> MakeSnapshotApp:
-    """Factory: an app on the S3 snapshot (cold start inside moto), timed by the fake clock."""
-
-    def make(**changes: Any) -> Flask:
-        return make_app(replace(snapshot_settings, **changes), clock=clock)
-
-    return make
 
 
 @pytest.fixture
