@@ -13,11 +13,12 @@ from typing import Any
 __all__ = ["AwsError", "client", "describe_error"]
 
 # Fail fast rather than burn a Lambda invocation's billed time (or the 10 s init phase)
-# waiting on an endpoint: connect within 2 s, no socket read may stall for more than 10 s
-# (a snapshot download reads many times, so it may take longer overall), and retry
-# throttling and 5xx errors with the SDK's standard mode, 3 attempts in all.
+# waiting on an endpoint: connect within 2 s, no socket read may stall for more than 3 s
+# (a snapshot download reads many times and may take longer overall; a warm refresh also
+# stops at its request's deadline, which one stalled read overruns by at most this), and
+# retry throttling and 5xx errors with the SDK's standard mode, 3 attempts in all.
 CONNECT_TIMEOUT_SECONDS: float = 2.0
-READ_TIMEOUT_SECONDS: float = 10.0
+READ_TIMEOUT_SECONDS: float = 3.0
 MAX_ATTEMPTS: int = 3
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from flask import request
 from sqlalchemy import Engine
 from sqlalchemy.pool import Pool
 
@@ -22,6 +23,7 @@ from app.config import Settings, parse_database_url
 from app.logs import LOGGER_NAME, redact
 from app.storage.bundle import BundleInvalidError, ensure_local_copy, verify_bundle
 from app.storage.engine import create_db_engine, password_forms, safe_url, sqlite_read_only_url
+from app.storage.queries import remaining_seconds
 from app.storage.s3_snapshot import SnapshotFile, remove_snapshot_file
 from app.storage.secret import fetch_database_url
 from app.storage.snapshot import REQUIRED_TABLE, SnapshotSource
@@ -35,6 +37,8 @@ __all__ = ["DATABASE_KEY", "Database", "DatabaseUnavailableError"]
 DATABASE_KEY: str = "database"
 
 _logger = logging.getLogger(f"{LOGGER_NAME}.storage")
+# Of a request's time, what a warm refresh of the S3 snapshot may spend downloading.
+REFRESH_SHARE_OF_BUDGET: float = 0.5
 
 
 class DatabaseUnavailableError(Exception):
@@ -111,8 +115,13 @@ class Database:
             return {**self._fields, **self._snapshot.describe()}
         return dict(self._fields)
 
-    def refresh_if_due(self) -> None:
-        """Swap in a newer S3 snapshot (or retry a failed cold start) when it is time; never raises."""
+    def refresh_if_due(self, seconds_left: float | None = None) -> None:
+        """Swap in a newer S3 snapshot (or retry a failed cold start) when it is time; never raises.
+
+        `seconds_left`: what the request asking has (None: no bound but the S3 client's). A
+        refresh may take half of it, since a copy is serving and the request still has to
+        read; a first load all of it, since without one the request can only get a 503.
+        """
         snapshot = self._snapshot
         if snapshot is None or not snapshot.due():
             return
@@ -121,7 +130,9 @@ class Database:
             return
         try:
             if snapshot.due():
-                fetched = snapshot.fetch()
+                if seconds_left is not None and snapshot.current is not None:
+                    seconds_left *= REFRESH_SHARE_OF_BUDGET
+                fetched = snapshot.fetch(seconds_left)
                 if fetched is not None:
                     self._swap_in(snapshot, fetched)
         finally:
@@ -193,7 +204,7 @@ class Database:
         retired, self._retired_pool = self._retired_pool, None
         if retired is not None:
             retired.dispose()
-        self.refresh_if_due()
+        self.refresh_if_due(remaining_seconds(request.environ.get("serverless.context")))
         if self.engine is None:
             assert self._snapshot is not None
             raise DatabaseUnavailableError(self._snapshot.retry_after_seconds())

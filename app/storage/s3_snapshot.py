@@ -24,6 +24,7 @@ from app.config import S3Location
 from app.storage import aws
 
 __all__ = [
+    "SNAPSHOT_DEADLINE",
     "SNAPSHOT_INVALID",
     "SNAPSHOT_WRITE_FAILED",
     "SnapshotError",
@@ -38,6 +39,8 @@ __all__ = [
 SNAPSHOT_INVALID: str = "InvalidSnapshot"
 # Error code of a local failure (disk full, /tmp not writable) while storing it.
 SNAPSHOT_WRITE_FAILED: str = "LocalWriteFailed"
+# Error code of a download given up because the request that started it has no time left.
+SNAPSHOT_DEADLINE: str = "DeadlineExceeded"
 
 _SQLITE_HEADER: bytes = b"SQLite format 3\x00"
 # The SQLite header is 100 bytes; anything shorter cannot be a database.
@@ -79,6 +82,7 @@ def download_snapshot(
     *,
     required_table: str,
     if_none_match: str | None = None,
+    deadline: float | None = None,
 ) -> SnapshotFile | None:
     """Download `location` to a new file `directory/<name_prefix><random>.db`; None if unchanged.
 
@@ -86,6 +90,9 @@ def download_snapshot(
     nothing is downloaded when the object has not changed. Raises SnapshotError for S3
     errors (the code is S3's: NoSuchBucket, NoSuchKey, AccessDenied, ...), transport
     failures, local write failures and invalid files; no file is left behind then.
+
+    `deadline` (time.monotonic()) ends the download with DeadlineExceeded: checked between
+    chunks, so it is overrun by at most one read (the client's read timeout, 3 s).
     """
     started = time.perf_counter()
     request: dict[str, Any] = {"Bucket": location.bucket, "Key": location.key}
@@ -109,10 +116,14 @@ def download_snapshot(
         # closing(), not `with body`: StreamingBody.__enter__ returns the raw stream, which
         # skips botocore's checks. No fsync: /tmp does not outlive the execution environment.
         with os.fdopen(fd, "wb") as out, contextlib.closing(response["Body"]) as body:
+            if deadline is not None:
+                _check_deadline(deadline)
             # botocore checks the length (and the checksum, when the object has one) as it reads.
             for chunk in body.iter_chunks(_CHUNK_SIZE):
                 out.write(chunk)
                 digest.update(chunk)
+                if deadline is not None:
+                    _check_deadline(deadline)
         verify_sqlite_file(temp_path, required_table=required_table)
         final_path = directory / f"{name_prefix}{uuid.uuid4().hex[:12]}.db"
         os.replace(temp_path, final_path)
@@ -136,6 +147,11 @@ def download_snapshot(
         download_ms=round((time.perf_counter() - started) * 1000, 3),
         sha256=digest.hexdigest(),
     )
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.monotonic() >= deadline:
+        raise SnapshotError(SNAPSHOT_DEADLINE, "the download did not finish in the time the request had")
 
 
 def is_unchanged(snapshot: SnapshotFile) -> bool:

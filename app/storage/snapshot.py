@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,11 @@ class SnapshotSource:
         """Whether it is time to look for a (newer) snapshot."""
         return self._clock() >= self._next_attempt_at
 
-    def fetch(self) -> SnapshotFile | None:
-        """A newly downloaded, verified snapshot file; None when unchanged or failed (logged). Never raises."""
+    def fetch(self, seconds: float | None = None) -> SnapshotFile | None:
+        """A newly downloaded, verified snapshot file; None when unchanged or failed (logged). Never raises.
+
+        `seconds` bounds the download (None: only the client's timeouts do, as at a cold start).
+        """
         started_at = self._clock()
         try:
             fetched = download_snapshot(
@@ -71,6 +75,7 @@ class SnapshotSource:
                 self._file_prefix,
                 required_table=REQUIRED_TABLE,
                 if_none_match=None if self.current is None else self.current.etag,
+                deadline=None if seconds is None else time.monotonic() + seconds,
             )
         except Exception as exc:
             # Whatever failed, the request that triggered the check must still be answered.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.response import StreamingBody
 from flask import Flask
 from moto import mock_aws
 from moto.core import enable_iam_authentication
@@ -126,3 +128,18 @@ def make_snapshot_app(
         return make_app(replace(snapshot_settings, **changes), clock=clock)
 
     return make
+
+
+@pytest.fixture
+def slow_body(monkeypatch: pytest.MonkeyPatch) -> float:
+    """S3 bodies that take this long per chunk of 1 KB (a slow or stalling network)."""
+    seconds_per_chunk = 0.05
+    real_iter_chunks = StreamingBody.iter_chunks
+
+    def iter_slowly(self: StreamingBody, chunk_size: int = 1024) -> Iterator[bytes]:
+        for chunk in real_iter_chunks(self, 1024):
+            time.sleep(seconds_per_chunk)
+            yield chunk
+
+    monkeypatch.setattr(StreamingBody, "iter_chunks", iter_slowly)
+    return seconds_per_chunk

@@ -51,7 +51,7 @@ def test_aws_client_fails_fast_and_retries_in_standard_mode() -> None:
     client = aws.client("secretsmanager", region_name="eu-west-1")
 
     config = client.meta.config
-    assert (config.connect_timeout, config.read_timeout) == (2.0, 10.0)
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 3.0)
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
     assert client.meta.region_name == "eu-west-1"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,15 @@ import pytest
 
 from app.config import S3Location
 from app.storage import aws
-from app.storage.s3_snapshot import SNAPSHOT_INVALID, SnapshotError, SnapshotFile, download_snapshot, verify_sqlite_file
+from app.storage.s3_snapshot import (
+    SNAPSHOT_DEADLINE,
+    SNAPSHOT_INVALID,
+    SnapshotError,
+    SnapshotFile,
+    download_snapshot,
+    is_unchanged,
+    verify_sqlite_file,
+)
 from tests.conftest import MakeUsersDb
 from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, acting_as_user_without_access
 
@@ -249,3 +259,38 @@ def test_download_snapshot_wal_mode_database_leaves_no_sidecars(
     assert snapshot.path.read_bytes()[18:20] == b"\x02\x02"  # still WAL mode, as uploaded
     assert [p.name for p in directory.iterdir()] == [snapshot.path.name]
     assert _names(snapshot.path) == ["Ann"]
+
+
+def test_download_snapshot_records_the_sha256_of_the_bytes(put_snapshot: PutSnapshot, tmp_path: Path) -> None:
+    put_snapshot(["Ann"])
+
+    snapshot = _download(tmp_path / "tmp")
+
+    assert snapshot is not None
+    assert snapshot.sha256 == hashlib.sha256(snapshot.path.read_bytes()).hexdigest()
+    assert is_unchanged(snapshot)
+    snapshot.path.write_bytes(snapshot.path.read_bytes()[:-1] + b"\x01")  # same size, one byte off
+    assert not is_unchanged(snapshot)
+
+
+def test_download_snapshot_stops_at_the_deadline_and_leaves_no_file(
+    put_snapshot: PutSnapshot, slow_body: float, tmp_path: Path
+) -> None:
+    # GIVEN an object of ~100 chunks that arrive slowly (~5 s in all)
+    put_snapshot(["x" * 1000 for _ in range(100)])
+    started = time.monotonic()
+
+    # WHEN downloaded with half a second to go THEN it stops then, and keeps nothing
+    with pytest.raises(SnapshotError) as raised:
+        download_snapshot(
+            aws.client("s3"),
+            LOCATION,
+            tmp_path / "tmp",
+            "users.snapshot-1-",
+            required_table="users",
+            deadline=started + 0.5,
+        )
+
+    assert raised.value.code == SNAPSHOT_DEADLINE
+    assert time.monotonic() - started < 0.5 + 2 * slow_body + 1.0  # the deadline, one chunk, slack for a busy machine
+    assert list((tmp_path / "tmp").iterdir()) == []

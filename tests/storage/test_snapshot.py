@@ -483,3 +483,35 @@ def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+def test_snapshot_refresh_stops_at_the_requests_deadline_and_serves_the_copy_it_has(
+    put_snapshot: PutSnapshot,
+    make_snapshot_app: MakeSnapshotApp,
+    serve: Callable[[Flask], LambdaHandler],
+    clock: FakeClock,
+    snapshot_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    slow_body: float,
+) -> None:
+    # GIVEN a warm container on a snapshot, and a newer object that downloads slowly (~5 s)
+    put_snapshot(["Sam"])
+    application = make_snapshot_app(db_snapshot_refresh_seconds=REFRESH_SECONDS)
+    handler = serve(application)
+    [old_file] = _snapshot_files(snapshot_dir)
+    put_snapshot(["x" * 1000 for _ in range(100)])
+    clock.advance(REFRESH_SECONDS)
+    capsys.readouterr()
+
+    # WHEN a request with 3 s left triggers the refresh
+    started = time.monotonic()
+    response = handler(make_v1_event(), FakeContext(remaining_ms=3_000))
+    elapsed = time.monotonic() - started
+
+    # THEN the download gives up at half the budget and the request is served from the copy it had
+    assert (response["statusCode"], response["body"]) == (200, "Sam")
+    assert elapsed < 3.0
+    assert _snapshot_files(snapshot_dir) == [old_file]
+    failed = next(line for line in log_lines(capsys.readouterr().out) if line["message"] == "snapshot download failed")
+    assert failed["error_code"] == "DeadlineExceeded"
+    assert failed["retry_in_seconds"] == REFRESH_SECONDS
