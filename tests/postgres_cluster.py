@@ -31,6 +31,7 @@ __all__ = [
     "PostgresCluster",
     "find_bindir",
     "locate_server",
+    "remove_orphaned_clusters",
     "throwaway_cluster",
 ]
 
@@ -48,6 +49,9 @@ SERVER_SETTINGS = {
     "logging_collector": "off",
 }
 DEBIAN_BINDIRS = Path("/usr/lib/postgresql")
+# Cluster directories: <temp>/users-api-pg-<pid of the test session>-<random>.
+ROOT_PREFIX = "users-api-pg-"
+_ROOT_PATTERN = re.compile(rf"{re.escape(ROOT_PREFIX)}(?P<pid>\d+)-\w+")
 
 
 class ClusterUnavailableError(Exception):
@@ -204,12 +208,44 @@ def locate_server() -> Path:
     return bindir
 
 
+def _owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def remove_orphaned_clusters(bindir: Path, temp_dir: Path | None = None) -> list[Path]:
+    """Stop and delete the clusters of test sessions that died without cleaning up (SIGKILL, OOM).
+
+    A cluster's directory names the pid of the session that made it; those of live sessions
+    (another checkout testing at the same time) are left alone. Returns the directories removed.
+    """
+    removed = []
+    for root in (temp_dir or Path(tempfile.gettempdir())).glob(f"{ROOT_PREFIX}*"):
+        match = _ROOT_PATTERN.fullmatch(root.name)
+        if match is None or not root.is_dir() or _owner_alive(int(match["pid"])):
+            continue
+        account = _Account(root.stat().st_uid, root.stat().st_gid) if os.geteuid() == 0 else _Account()
+        orphan = PostgresCluster(bindir, root, account)
+        try:
+            orphan.stop()
+        except RuntimeError:
+            shutil.rmtree(root, ignore_errors=True)  # a server that will not stop is gone already
+        removed.append(root)
+    return removed
+
+
 @contextmanager
 def throwaway_cluster(bindir: Path) -> Iterator[PostgresCluster]:
     """Start a fresh cluster from `bindir` (see locate_server) in a new temp dir; stop and delete it on exit."""
     account = _server_account()
+    remove_orphaned_clusters(bindir)
     # Not pytest's tmp_path: its parent is private to root, and the server account must reach it.
-    root = Path(tempfile.mkdtemp(prefix="users-api-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
     if account.uid is not None and account.gid is not None:
         os.chown(root, account.uid, account.gid)
     cluster = PostgresCluster(bindir, root, account)

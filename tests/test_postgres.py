@@ -277,6 +277,34 @@ def test_postgres_cluster_as_root_needs_an_unprivileged_account(
     )
 
 
+def test_postgres_cluster_of_a_killed_session_is_removed_by_the_next(_driver: None) -> None:
+    try:
+        bindir = locate_server()
+    except ClusterUnavailableError as exc:
+        pytest.skip(f"no throwaway PostgreSQL cluster: {exc}")
+    # GIVEN a test session SIGKILLed while its cluster runs (its cleanup never ran)
+    code = (
+        "import os, signal\n"
+        "from tests.postgres_cluster import locate_server, throwaway_cluster\n"
+        "with throwaway_cluster(locate_server()) as cluster:\n"
+        "    print(cluster.root, cluster.port, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    root_name, port = killed.stdout.split()
+    root = Path(root_name)
+    orphan_url = URL.create("postgresql+psycopg", username="postgres", host="127.0.0.1", port=int(port))
+    assert _connectable(orphan_url.set(database="postgres")) is None  # still running, orphaned
+
+    # WHEN the next session cleans up THEN that cluster is stopped and deleted, and only it
+    removed = postgres_cluster.remove_orphaned_clusters(bindir)
+
+    assert root in removed
+    assert not root.exists()
+    assert _connectable(orphan_url.set(database="postgres")) is not None  # pg_ctl stop -w: nothing listens now
+
+
 @pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_postgres_serves_users_for_every_event_shape(
     make_event: Callable[..., dict[str, Any]], pg_handler: Callable[..., Any], context: FakeContext
