@@ -565,7 +565,8 @@ def test_postgres_snapstart_restore_uses_no_connection_from_before_the_snapshot(
         pids = backend_pids_until(cluster_observer, application_name, lambda found: len(found) == 1)
         runtime.stop()
 
-    assert [answers[request_id].json()["body"] for request_id in request_ids] == [BODY] * 3
+    served = [answers[request_id].json() for request_id in request_ids]
+    assert [(response["statusCode"], response["body"]) for response in served] == [(200, BODY)] * 3
     assert len(pids) == 1
     lines = runtime.log_lines()
     assert [line["message"] for line in lines if line["level"] == "WARNING"] == []

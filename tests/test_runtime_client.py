@@ -310,8 +310,10 @@ def test_snapstart_hooks_remake_the_copy_and_serve_after_restore(
         runtime.stop()
 
     # THEN the hooks ran in order, the copy was made again, and every invocation is served
-    assert [answers[request_id].json()["body"] for request_id in request_ids] == [SEED_NAMES] * 3
+    served = [answers[request_id].json() for request_id in request_ids]
+    assert [(response["statusCode"], response["body"]) for response in served] == [(200, SEED_NAMES)] * 3
     assert copy.is_file()
+    assert [line["message"] for line in runtime.log_lines() if line["level"] == "WARNING"] == []
     messages = [line["message"] for line in runtime.log_lines()]
     assert messages.index("before snapshot: connections closed") < messages.index("after restore: ready")
     assert messages.index("after restore: ready") < messages.index("invocation")

@@ -18,11 +18,12 @@ from flask import Flask
 from app.adapter import make_handler
 from app.storage import DATABASE_KEY, Database
 from app.storage.s3_snapshot import SnapshotFile
-from tests.conftest import FakeContext, MakeUsersDb, log_lines
+from tests.conftest import FakeContext, MakeUsersDb, engine_of, log_lines, queue_pool
 from tests.events import make_v1_event
-from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, MakeSnapshotApp
+from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, FakeClock, MakeSnapshotApp
 
 PutSnapshot = Callable[..., dict[str, Any]]
+REFRESH_SECONDS = 60
 
 
 def _database(application: Flask) -> Database:
@@ -108,3 +109,27 @@ def test_snapstart_restore_with_a_changed_copy_and_s3_down_answers_503_not_the_c
 
     assert response["statusCode"] == 503
     assert "Mallory" not in response["body"]
+
+
+def test_snapstart_before_snapshot_closes_the_pool_a_swap_replaced(
+    put_snapshot: PutSnapshot, make_snapshot_app: MakeSnapshotApp, clock: FakeClock
+) -> None:
+    # GIVEN a connection given back to the pool a snapshot swap replaced (a request was using it),
+    # which only the next request would close
+    put_snapshot(["Sam"])
+    application = make_snapshot_app(db_snapshot_refresh_seconds=REFRESH_SECONDS)
+    handler = make_handler(application)
+    old_pool = queue_pool(engine_of(application))
+    in_flight = engine_of(application).connect()
+    put_snapshot(["Sam", "Ann"])
+    clock.advance(REFRESH_SECONDS)
+    assert handler(make_v1_event(), FakeContext())["body"] == "Sam,Ann"
+    in_flight.close()
+    assert old_pool.checkedin() == 1
+
+    # WHEN the snapshot is taken before any other request
+    _database(application).before_snapshot()
+
+    # THEN that connection is closed too: no pool holds one
+    assert old_pool.checkedin() == 0
+    assert queue_pool(engine_of(application)).checkedin() == 0
