@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from app.storage.snapshot import process_alive
+
 __all__ = [
     "ClusterUnavailableError",
     "PostgresCluster",
@@ -208,16 +210,6 @@ def locate_server() -> Path:
     return bindir
 
 
-def _owner_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, someone else's
-    return True
-
-
 def remove_orphaned_clusters(bindir: Path, temp_dir: Path | None = None) -> list[Path]:
     """Stop and delete the clusters of test sessions that died without cleaning up (SIGKILL, OOM).
 
@@ -227,7 +219,7 @@ def remove_orphaned_clusters(bindir: Path, temp_dir: Path | None = None) -> list
     removed = []
     for root in (temp_dir or Path(tempfile.gettempdir())).glob(f"{ROOT_PREFIX}*"):
         match = _ROOT_PATTERN.fullmatch(root.name)
-        if match is None or not root.is_dir() or _owner_alive(int(match["pid"])):
+        if match is None or not root.is_dir() or process_alive(int(match["pid"])):
             continue
         account = _Account(root.stat().st_uid, root.stat().st_gid) if os.geteuid() == 0 else _Account()
         orphan = PostgresCluster(bindir, root, account)

@@ -115,12 +115,13 @@ class Database:
             return {**self._fields, **self._snapshot.describe()}
         return dict(self._fields)
 
-    def refresh_if_due(self, seconds_left: float | None = None) -> None:
+    def refresh_if_due(self, context: Any = None) -> None:
         """Swap in a newer S3 snapshot (or retry a failed cold start) when it is time; never raises.
 
-        `seconds_left`: what the request asking has (None: no bound but the S3 client's). A
-        refresh may take half of it, since a copy is serving and the request still has to
-        read; a first load all of it, since without one the request can only get a 503.
+        `context`: the Lambda context of the request asking (None: no bound but the S3
+        client's). A refresh may take half of the time it leaves, since a copy is serving and
+        the request still has to read; a first load all of it, since without one the request
+        can only get a 503.
         """
         snapshot = self._snapshot
         if snapshot is None or not snapshot.due():
@@ -130,6 +131,7 @@ class Database:
             return
         try:
             if snapshot.due():
+                seconds_left = remaining_seconds(context)
                 if seconds_left is not None and snapshot.current is not None:
                     seconds_left *= REFRESH_SHARE_OF_BUDGET
                 fetched = snapshot.fetch(seconds_left)
@@ -204,7 +206,7 @@ class Database:
         retired, self._retired_pool = self._retired_pool, None
         if retired is not None:
             retired.dispose()
-        self.refresh_if_due(remaining_seconds(request.environ.get("serverless.context")))
+        self.refresh_if_due(request.environ.get("serverless.context"))
         if self.engine is None:
             assert self._snapshot is not None
             raise DatabaseUnavailableError(self._snapshot.retry_after_seconds())

@@ -126,7 +126,7 @@ def read_with_reconnect[T](
             return read(conn)
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            if budget_seconds is not None and _budget_left() < MIN_RETRY_SECONDS:
+            if _budget_left() < MIN_RETRY_SECONDS:
                 raise  # a new connection could not be made in time: answer 503 now, not after the deadline
             _logger.warning("database connection lost; retrying once on a new connection", exc_info=exc)
         elif repair is None or not repair(exc):

@@ -28,7 +28,7 @@ from app.logs import LOGGER_NAME
 from app.storage import aws
 from app.storage.s3_snapshot import SnapshotError, SnapshotFile, download_snapshot, is_unchanged, remove_snapshot_file
 
-__all__ = ["RETRY_INITIAL_SECONDS", "RETRY_MAX_SECONDS", "SnapshotSource"]
+__all__ = ["RETRY_INITIAL_SECONDS", "RETRY_MAX_SECONDS", "SnapshotSource", "process_alive"]
 
 # Backoff between download attempts while there is no good copy: doubles up to the maximum.
 RETRY_INITIAL_SECONDS: float = 1.0
@@ -132,7 +132,7 @@ class SnapshotSource:
             return
         for path in self._directory.iterdir():
             match = pattern.match(path.name)
-            if match is not None and (int(match[1]) == os.getpid() or not _process_alive(int(match[1]))):
+            if match is not None and (int(match[1]) == os.getpid() or not process_alive(int(match[1]))):
                 path.unlink(missing_ok=True)
 
     def forget_client(self) -> None:
@@ -163,7 +163,8 @@ class SnapshotSource:
         return self._s3_client
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
