@@ -160,6 +160,30 @@ def test_invoke_local_reads_the_shells_database_url(tmp_path: Path) -> None:
     assert initialised["database"] == f"sqlite:///{local_db}"
 
 
+@needs_cli
+def test_invoke_local_bad_setting_is_one_line_without_python_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(OSLS), "invoke", "local", "--function", "api", "--path", "events/http-api-v2.json"],
+        cwd=ROOT,
+        env=cli_env(tmp_path) | {"DATABASE_URL": "mysql://app:Hunter2Secret@db/users"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # The handler's one line; osls then reports the failed child process its own way.
+    assert [line for line in output.splitlines() if "DATABASE_URL" in line] == [
+        "users-api: DATABASE_URL uses the unsupported dialect 'mysql'; write "
+        "postgresql+psycopg://user:password@host:5432/db (or postgres://...) or sqlite:///path/users.db"
+    ]
+    assert "Traceback" not in output
+    assert "Hunter2Secret" not in output
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
