@@ -24,7 +24,6 @@ __all__ = [
     "SettingsError",
     "StartupError",
     "check_database_driver",
-    "exit_on_settings_error",
     "parse_database_url",
     "running_on_lambda",
     "serverless_wsgi_base_path",
@@ -387,14 +386,3 @@ class _Reader:
             )
         return raw
 
-
-def exit_on_settings_error() -> None:
-    """Check this process's settings; on a bad one, exit with status 1 after one line on stderr.
-
-    `make invoke` runs it before osls, which would otherwise wrap the handler's failed start
-    in a stack trace of its own (handler.py prints the same line for `make run`).
-    """
-    try:
-        Settings.from_env()
-    except SettingsError as exc:
-        raise SystemExit(f"users-api: {exc}") from None

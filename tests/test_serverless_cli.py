@@ -184,6 +184,48 @@ def test_invoke_local_bad_setting_is_one_line_without_python_traceback(tmp_path:
     assert "Hunter2Secret" not in output
 
 
+@needs_cli
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        pytest.param(
+            {"DATABASE_URL": "mysql://app:Hunter2Secret@db/users"},
+            "users-api: DATABASE_URL uses the unsupported dialect 'mysql'; write "
+            "postgresql+psycopg://user:password@host:5432/db (or postgres://...) or sqlite:///path/users.db",
+            id="unsupported-dialect",
+        ),
+        pytest.param(
+            {"SQLITE_COPY_PATH": "{tmp}/a-file/users.db"},
+            "users-api: SQLITE_COPY_PATH '{tmp}/a-file/users.db' cannot be written (File exists): "
+            "set it to a file in a writable directory (on Lambda, under /tmp)",
+            id="copy-path-unwritable",
+        ),
+    ],
+)
+def test_make_invoke_bad_setting_is_all_the_user_sees(environ: dict[str, str], line: str, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    env = cli_env(tmp_path) | {name: value.replace("{tmp}", str(tmp_path)) for name, value in environ.items()}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "invoke", "EVENT=events/http-api-v2.json"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    # The one line, then make's own note of the failed recipe; no stack trace of any kind.
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == line.replace("{tmp}", str(tmp_path))
+    assert len(lines) == 2 and lines[1].startswith("make: *** "), result.stderr
+    assert "Hunter2Secret" not in result.stderr
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
