@@ -385,4 +385,3 @@ class _Reader:
                 f"{name} must be a Parameter Store parameter name (e.g. /users-api/database-url) or ARN; got {raw!r}"
             )
         return raw
-
