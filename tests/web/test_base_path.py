@@ -71,6 +71,12 @@ ROUTING = [
     ),
     pytest.param(make_function_url_event(path="/whereami"), "|/whereami", id="function-url"),
     pytest.param(make_function_url_event(path="/api/whereami"), None, id="function-url-no-base"),
+    # Behind CloudFront with its Host forwarded: still not an API Gateway custom domain mapping.
+    pytest.param(
+        make_function_url_event(path="/api/whereami", headers={"host": CUSTOM_DOMAIN}),
+        None,
+        id="function-url-own-domain-no-base",
+    ),
     pytest.param(make_alb_event(path="/whereami", headers={"host": ALB_HOST}), "|/whereami", id="alb"),
     pytest.param(make_alb_event(path="/whereami", headers={"host": CUSTOM_DOMAIN}), "|/whereami", id="alb-own-domain"),
     pytest.param(
@@ -89,6 +95,17 @@ def test_base_path_applies_to_custom_domain_requests_only(
         assert response["statusCode"] == 404
     else:
         assert (response["statusCode"], response["body"]) == (200, expected)
+
+
+@pytest.mark.parametrize("make_event", [make_v1_event, make_v2_event], ids=["rest", "http-api"])
+def test_base_path_is_a_whole_segment_on_the_real_route(make_event: Callable[..., Event], app: Flask) -> None:
+    handler = make_handler(app)
+
+    served = handler(make_event(path="/api/users", host=CUSTOM_DOMAIN), FakeContext())
+    not_a_segment = handler(make_event(path="/apiusers", host=CUSTOM_DOMAIN), FakeContext())
+
+    assert (served["statusCode"], served["body"]) == (200, "Alice,Bob,Carol,Dave,Eve")
+    assert not_a_segment["statusCode"] == 404
 
 
 def test_base_path_on_custom_domain_keeps_the_rest_of_the_path_decoded(echo_handler: LambdaHandler) -> None:
