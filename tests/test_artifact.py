@@ -212,7 +212,7 @@ def test_artifact_ships_handler_app_database_and_dependencies(zip_names: set[str
 
     ours = {name for name in sources if name.split("/")[0] in {"handler.py", "app", "data"}}
     app_sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "app").rglob("*.py")}
-    assert ours == {"handler.py", "data/users.db"} | app_sources
+    assert ours == {"handler.py", "data/users.db", "app/web/openapi.json"} | app_sources
     for dependency in ("flask/__init__.py", "sqlalchemy/__init__.py", "werkzeug/__init__.py", "serverless_wsgi.py"):
         assert dependency in sources
     compiled_extensions = [name for name in sources if name.endswith(".so")]
