@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -15,6 +17,7 @@ from app.config import Settings, SettingsError
 from tests.conftest import FakeContext
 from tests.events import HTTP_EVENT_BUILDERS, response_headers
 
+ROOT = Path(__file__).resolve().parent.parent.parent
 ALLOWED = "https://app.example.com"
 PREFLIGHT = {
     "Origin": ALLOWED,
@@ -33,7 +36,7 @@ def test_cors_off_by_default_sends_no_cors_headers(client: FlaskClient) -> None:
     response = client.get("/users", headers={"Origin": ALLOWED})
 
     assert response.status_code == 200
-    assert not [name for name in response.headers.keys() if name.lower().startswith("access-control-")]
+    assert not [name for name, _ in response.headers.items() if name.lower().startswith("access-control-")]
     assert response.headers["Vary"] == "Accept"
 
 
@@ -176,3 +179,18 @@ def test_cors_setting_parses(raw: str, expected: frozenset[str]) -> None:
 def test_cors_setting_refuses_what_no_browser_sends(raw: str) -> None:
     with pytest.raises(SettingsError, match="CORS_ALLOW_ORIGINS"):
         Settings.from_env({"CORS_ALLOW_ORIGINS": raw})
+
+
+def test_cors_preflights_reach_the_function_on_every_api() -> None:
+    """OPTIONS (and HEAD) /users must be routed to the function, not answered by API Gateway."""
+    config = yaml.safe_load((ROOT / "serverless.yml").read_text(encoding="utf-8"))
+    events = config["functions"]["api"]["events"]
+    rest = [event["http"] for event in events if "http" in event]
+    http_api = [event["httpApi"] for event in events if "httpApi" in event]
+
+    # REST: a resource answers only its own methods (403 otherwise; no fallback to {proxy+}).
+    assert {"method": "ANY", "path": "/users"} in rest
+    assert not [route for route in rest if route["path"] == "/users" and route["method"] != "ANY"]
+    # HTTP API: the $default route gets OPTIONS unless API Gateway's own CORS is configured.
+    assert "*" in http_api
+    assert "cors" not in (config["provider"].get("httpApi") or {})
