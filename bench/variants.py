@@ -137,6 +137,15 @@ def _browser_event() -> dict[str, Any]:
     return event
 
 
+def _if_none_match_event(serve: Serve) -> dict[str, Any]:
+    """The users event sent again with the ETag its 200 carried: the handler answers 304."""
+    event = load_users_event()
+    headers = {name.lower(): values for name, values in serve(load_users_event(), None)["multiValueHeaders"].items()}
+    event["headers"]["If-None-Match"] = headers["etag"][0]
+    event["multiValueHeaders"]["If-None-Match"] = headers["etag"]
+    return event
+
+
 def _with_event(serve: Serve, event: dict[str, Any], _: dict[str, Any], context: Any) -> Any:
     return serve(event, context)
 
@@ -170,6 +179,12 @@ def warm_variants(module: ModuleType, floor: FloorHandler) -> list[Variant]:
             "handler_browser_accept",
             "handler.handler, a browser's Accept header",
             partial(_with_event, module.handler, _browser_event()),
+        ),
+        Variant(
+            "handler_not_modified",
+            "handler.handler, If-None-Match matching: 304, no read",
+            partial(_with_event, module.handler, _if_none_match_event(module.handler)),
+            returns_users=False,
         ),
         Variant(
             "nullpool",
