@@ -58,9 +58,12 @@ class Variant:
 class FloorHandler:
     """The practical lower bound: sqlite3, one persistent connection, a hand-built proxy response."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, etag: str | None = None) -> None:
         uri = f"file:{quote(str(db_path))}?mode=ro"
         self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        # The handler's tag for the one request the floor answers (it depends on the database's
+        # identity and the query, both fixed here): a constant header, as the handler's costs no read.
+        self._etag_header = {} if etag is None else {"ETag": [etag]}
 
     def close(self) -> None:
         self._connection.close()
@@ -76,6 +79,7 @@ class FloorHandler:
                 "Content-Type": ["text/plain; charset=utf-8"],
                 "Content-Length": [content_length],
                 "Vary": ["Accept"],
+                **self._etag_header,
             },
             "body": body,
             "isBase64Encoded": False,
