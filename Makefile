@@ -114,6 +114,11 @@ db: | $(BIN)/python
 db-check: | $(BIN)/python
 	$(BIN)/python scripts/build_db.py --check
 
+# Rewrite app/web/openapi.json (served at GET /openapi.json) from docs/openapi.yaml.
+.PHONY: openapi
+openapi: $(VENV)/.dev-deps
+	$(BIN)/python scripts/build_openapi.py
+
 # Page latency and peak RSS of GET /users at 1k, 100k and 1M users (~10 s; prints a table).
 .PHONY: bench-pagination
 bench-pagination: $(VENV)/.runtime-deps

@@ -13,10 +13,19 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["DEFAULT_BUNDLED_DB_PATH", "S3Location", "SETTINGS_KEY", "Settings", "SettingsError", "parse_database_url"]
+__all__ = [
+    "CORS_ANY_ORIGIN",
+    "DEFAULT_BUNDLED_DB_PATH",
+    "S3Location",
+    "SETTINGS_KEY",
+    "Settings",
+    "SettingsError",
+    "parse_database_url",
+]
 
 # Key of the app's Settings in `Flask.extensions`.
 SETTINGS_KEY: str = "settings"
@@ -42,6 +51,8 @@ _SECRET_ARN = re.compile(
 _SSM_PARAMETER_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:ssm:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:parameter/[A-Za-z0-9/_.-]+")
 _SSM_PARAMETER_NAME = re.compile(r"/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 _SSM_PARAMETER_MAX_LENGTH: int = 2048
+# CORS_ALLOW_ORIGINS's value for "any origin".
+CORS_ANY_ORIGIN: str = "*"
 
 
 _BAD_URL_MESSAGE: str = (
@@ -67,6 +78,19 @@ def parse_database_url(raw: str) -> URL:
     if url.host is not None and "@" in url.host:
         raise ValueError(_BAD_URL_MESSAGE)
     return url
+
+
+def _is_serialised_origin(origin: str) -> bool:
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return False
+    if parts.path or parts.query or parts.fragment or origin != origin.lower() or origin.endswith(":"):
+        return False
+    return port != {"http": 80, "https": 443}[parts.scheme]
 
 
 class SettingsError(ValueError):
@@ -124,6 +148,9 @@ class Settings:
     # Set by Lambda (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start) when this init is snapshotted
     # for SnapStart: the runtime hooks then close and remake what must not be shared.
     snap_start: bool = False
+    # Origins whose pages may call the API from a browser (CORS): exact serialised origins
+    # (`https://app.example.com`), or `*` for any. Empty: CORS is off.
+    cors_allow_origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -150,6 +177,7 @@ class Settings:
             database_url_ssm_parameter=reader.ssm_parameter("DATABASE_URL_SSM_PARAMETER"),
             db_pool=reader.keyword("DB_POOL", default.db_pool, POOL_KINDS),
             snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
+            cors_allow_origins=reader.origins("CORS_ALLOW_ORIGINS"),
         )
         # Read by serverless-wsgi itself on every request, not by us: validated here only, so
         # that a typo fails the cold start instead of quietly changing every URL.
@@ -266,6 +294,23 @@ class _Reader:
         if raw.startswith("/") or raw.endswith("/"):
             raise SettingsError(f"{name} must be given without leading or trailing '/', e.g. 'api'; got {raw!r}")
         return raw
+
+    def origins(self, name: str) -> frozenset[str]:
+        raw = self._raw(name)
+        if raw is None:
+            return frozenset()
+        origins = [item.strip() for item in raw.split(",")]
+        if origins == [CORS_ANY_ORIGIN]:
+            return frozenset(origins)
+        for origin in origins:
+            # Browsers send the serialised origin (RFC 6454 §6.2): scheme, host in lower case,
+            # no default port, no path. Anything else would never match: refuse it here.
+            if not _is_serialised_origin(origin):
+                raise SettingsError(
+                    f"{name} must be '*' or a comma-separated list of origins like "
+                    f"https://app.example.com or http://localhost:8080 (no path, no trailing '/'); got {origin!r}"
+                )
+        return frozenset(origins)
 
     def s3_location(self, name: str) -> S3Location | None:
         raw = self._raw(name)

@@ -76,6 +76,9 @@ def where_the_time_goes(warm: dict[str, Any]) -> list[str]:
         f"- So, against the same app under apig-wsgi: serverless-wsgi alone is "
         f"{us('serverless_wsgi') / us('apig_wsgi'):.2f}×, the handler without its JSON line "
         f"{us('handler_quiet') / us('apig_wsgi'):.2f}×, the whole handler {us('handler') / us('apig_wsgi'):.2f}×.",
+        f"- A conditional GET whose If-None-Match matches (304, no body, the database not read): "
+        f"{us('handler_not_modified'):.0f} µs, {us('handler_not_modified') / us('handler'):.2f}× the 200's "
+        f"{us('handler'):.0f} µs.",
     ]
 
 

@@ -316,6 +316,32 @@ def test_postgres_serves_users_for_every_event_shape(
     assert response_headers(response)["content-type"] == "text/plain; charset=utf-8"
 
 
+def test_postgres_etag_is_of_the_body_and_follows_writes(
+    pg_handler: Callable[..., Any], users_db: UsersDatabase, context: FakeContext
+) -> None:
+    # PostgreSQL may change under the app: the tag is a hash of what was read, not an identity.
+    first = pg_handler(make_v1_event(), context)
+    etag = response_headers(first)["etag"]
+    unchanged = pg_handler(make_v1_event(headers={"If-None-Match": etag}), context)
+    unchanged_head = pg_handler(make_v1_event(method="HEAD", headers={"If-None-Match": etag}), context)
+    writer = create_engine(users_db.url)
+    try:
+        with writer.begin() as conn:
+            conn.execute(text("UPDATE users SET name = 'Bobby' WHERE id = 2"))
+        changed = pg_handler(make_v1_event(headers={"If-None-Match": etag}), context)
+    finally:
+        with writer.begin() as conn:  # the database is shared by the session's tests
+            conn.execute(text("UPDATE users SET name = 'Bob' WHERE id = 2"))
+        writer.dispose()
+
+    assert (first["statusCode"], first["body"]) == (200, BODY)
+    for not_modified in (unchanged, unchanged_head):
+        assert (not_modified["statusCode"], not_modified["body"]) == (304, "")
+        assert response_headers(not_modified)["etag"] == etag
+    assert (changed["statusCode"], changed["body"]) == (200, BODY.replace("Bob", "Bobby"))
+    assert response_headers(changed)["etag"] != etag
+
+
 def test_postgres_reuses_one_backend_across_warm_invocations(
     pg_handler: Callable[..., Any],
     serve_app: Callable[[Flask], LambdaHandler],
