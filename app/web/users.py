@@ -13,7 +13,7 @@ from werkzeug.http import parse_accept_header
 
 from app.config import SETTINGS_KEY
 from app.storage import DATABASE_KEY
-from app.storage.queries import fetch_users_after, read_with_reconnect, remaining_seconds
+from app.storage.queries import answer_deadline, fetch_users_after, read_with_reconnect
 from app.web.cursor import encode_cursor
 from app.web.errors import ApiError
 from app.web.pages import JSON, TEXT, NameFormat, Page, PageQuery, body_budget, collect_page, parse_page_query
@@ -36,14 +36,17 @@ def list_users() -> Response:
     query = parse_page_query(request.args, current_app.extensions[SETTINGS_KEY].max_page_limit)
     name_format = query.format or _negotiate()
     budget = body_budget(request.environ)
+    # Once, here at the edge; passed down to the reads and to page building.
+    deadline = answer_deadline(request.environ.get("serverless.context"))
 
     def read_page(conn: Connection) -> Page:
         fetch = partial(fetch_users_after, conn)
-        return collect_page(fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget)
+        return collect_page(
+            fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget, deadline=deadline
+        )
 
     database = current_app.extensions[DATABASE_KEY]
-    seconds_left = remaining_seconds(request.environ.get("serverless.context"))
-    page = read_with_reconnect(database.engine, read_page, repair=database.repair, budget_seconds=seconds_left)
+    page = read_with_reconnect(database.engine, read_page, repair=database.repair, deadline=deadline)
     next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
     response = Response(name_format.body(page.pieces, next_cursor), mimetype=name_format.mimetype)
     response.headers["Vary"] = "Accept"
