@@ -13,8 +13,8 @@ from app.web.cursor import encode_cursor
 from app.web.errors import ApiError
 from app.web.pages import (
     FETCH_CHUNK_ROWS,
-    MAX_CHUNK_ROWS,
     JSON,
+    MAX_CHUNK_ROWS,
     TEXT,
     NameFormat,
     Page,

@@ -159,9 +159,7 @@ def test_users_million_page_reads_only_the_page_in_keyset_chunks(
     names_on_page = len(page.names())
     assert names_on_page > 0
     for statement, parameters in log.statements:
-        assert re.fullmatch(r"SELECT id, name FROM users (WHERE id > \? )?ORDER BY id LIMIT \?", statement), (
-            statement
-        )
+        assert re.fullmatch(r"SELECT id, name FROM users (WHERE id > \? )?ORDER BY id LIMIT \?", statement), statement
         assert parameters["count"] <= MAX_CHUNK_ROWS
     assert log.rows_requested <= names_on_page + max(FETCH_CHUNK_ROWS, names_on_page // 50)
     assert queue_pool(served_engine()).checkedout() == 0
