@@ -24,6 +24,7 @@ __all__ = [
     "budget_seconds",
     "fetch_users_after",
     "read_with_reconnect",
+    "reads_cross_a_network",
     "remaining_seconds",
     "seconds_left",
     "skip_leading_results",
@@ -161,6 +162,11 @@ def read_with_reconnect[T](
             raise
     with engine.connect() as conn:
         return read(conn)
+
+
+def reads_cross_a_network(conn: Connection) -> bool:
+    """Whether each read is a round trip to a server (not SQLite's in-process file)."""
+    return conn.dialect.name != "sqlite"
 
 
 def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequence[Row[int, str]]:

@@ -13,7 +13,7 @@ from werkzeug.http import parse_accept_header
 
 from app.config import SETTINGS_KEY
 from app.storage import DATABASE_KEY
-from app.storage.queries import answer_deadline, fetch_users_after, read_with_reconnect
+from app.storage.queries import answer_deadline, fetch_users_after, read_with_reconnect, reads_cross_a_network
 from app.web.cursor import encode_cursor
 from app.web.errors import ApiError
 from app.web.pages import JSON, TEXT, NameFormat, Page, PageQuery, body_budget, collect_page, parse_page_query
@@ -42,7 +42,13 @@ def list_users() -> Response:
     def read_page(conn: Connection) -> Page:
         fetch = partial(fetch_users_after, conn)
         return collect_page(
-            fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget, deadline=deadline
+            fetch,
+            after=query.after,
+            limit=query.limit,
+            name_format=name_format,
+            budget=budget,
+            deadline=deadline,
+            grow=reads_cross_a_network(conn),
         )
 
     database = current_app.extensions[DATABASE_KEY]

@@ -232,3 +232,17 @@ def test_parse_page_query_rejects_repeated_parameter() -> None:
         parse_page_query(MultiDict([("limit", "1"), ("limit", "2")]), 100)
 
     assert raised.value.message == "Query parameter 'limit' is given more than once."
+
+
+@pytest.mark.parametrize(("grow", "reads"), [(True, 6), (False, 61)])
+def test_collect_page_chunks_double_only_when_reads_cross_a_network(grow: bool, reads: int) -> None:
+    # 30,000 rows: 500, 1,000, ..., 16,000 (the 6th read comes back short: the table ends); in
+    # process (SQLite) every read is FETCH_CHUNK_ROWS, and the 61st finds nothing.
+    table = _table([f"user{i:05d}" for i in range(30_000)])
+
+    page = collect_page(table.fetch, after=None, limit=None, name_format=TEXT, budget=10**9, grow=grow)
+
+    counts = [count for _, count in table.calls]
+    assert page.size == 30_000 and page.next_after is None
+    assert counts[:3] == ([500, 1_000, 2_000] if grow else [500, 500, 500])
+    assert len(counts) == reads

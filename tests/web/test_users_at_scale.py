@@ -19,7 +19,7 @@ from sqlalchemy import Engine, event
 
 from app.adapter import LambdaHandler
 from app.web.cursor import encode_cursor
-from app.web.pages import FETCH_CHUNK_ROWS, MAX_CHUNK_ROWS
+from app.web.pages import FETCH_CHUNK_ROWS
 from tests.conftest import FakeContext, queue_pool
 from tests.events import make_v1_event
 from tests.gateway import DEPLOYMENTS, Deployment, Fetched, walk
@@ -153,15 +153,15 @@ def test_users_million_page_reads_only_the_page_in_keyset_chunks(
     # WHEN one page is served
     page = Fetched("https://example.com/users", handler(make_v1_event(query=query or None), FakeContext()))
 
-    # THEN every statement is a keyset chunk of at most MAX_CHUNK_ROWS rows (no OFFSET, no
-    # unbounded SELECT), and all of them together asked for little beyond the page: a first
-    # chunk, or the last chunk's 2% slack
+    # THEN every statement is a keyset chunk of at most FETCH_CHUNK_ROWS rows (SQLite's chunks do
+    # not grow; no OFFSET, no unbounded SELECT), and all of them together asked for at most one
+    # chunk beyond the page
     names_on_page = len(page.names())
     assert names_on_page > 0
     for statement, parameters in log.statements:
         assert re.fullmatch(r"SELECT id, name FROM users (WHERE id > \? )?ORDER BY id LIMIT \?", statement), statement
-        assert parameters["count"] <= MAX_CHUNK_ROWS
-    assert log.rows_requested <= names_on_page + max(FETCH_CHUNK_ROWS, names_on_page // 50)
+        assert parameters["count"] <= FETCH_CHUNK_ROWS
+    assert log.rows_requested <= names_on_page + FETCH_CHUNK_ROWS
     assert queue_pool(served_engine()).checkedout() == 0
 
 
