@@ -87,7 +87,17 @@ def create_db_engine(settings: Settings, url: URL) -> Engine:
     event.listen(engine, "do_connect", _bounded_by_deadline_sqlite if is_sqlite else _bounded_by_deadline_postgres)
     if not is_sqlite:
         event.listen(engine, "after_cursor_execute", skip_leading_results)
+        if settings.db_iam_auth:
+            event.listen(engine, "do_connect", _iam_token_password)
     return engine
+
+
+def _iam_token_password(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    # Imported here: boto3 only when DB_IAM_AUTH is on.
+    from app.storage.iam import auth_token, require_tls
+
+    cparams["password"] = auth_token(str(cparams["host"]), int(cparams.get("port") or 5432), str(cparams["user"]))
+    cparams["sslmode"] = require_tls(cparams.get("sslmode"))
 
 
 def _bounded_by_deadline_sqlite(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
