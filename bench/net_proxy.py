@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import heapq
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LatencyProxy"]
+__all__ = ["LatencyProxy", "ProxyProcess"]
 
 _READ_BYTES = 65_536
 _ACCEPT_POLL_SECONDS = 0.2
@@ -161,3 +164,69 @@ class LatencyProxy:
         self._listener.close()
         self._thread.join(timeout=5)
         self.drop_connections()
+
+
+class ProxyProcess:
+    """A LatencyProxy in a child process, so that it never waits for the GIL of the code it measures.
+
+    Same `port`, `flights` and `reset()`; the child answers over its stdin/stdout.
+    """
+
+    def __init__(self, target: tuple[str, int], *, delay: float = 0.0) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.net_proxy", target[0], str(target[1]), str(delay)],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.port = int(self._ask(None))
+
+    def _ask(self, command: str | None) -> str:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        if command is not None:
+            self._process.stdin.write(command + "\n")
+            self._process.stdin.flush()
+        answer = self._process.stdout.readline()
+        if not answer:
+            raise RuntimeError("the proxy process ended")
+        return answer.strip()
+
+    @property
+    def flights(self) -> int:
+        return int(self._ask("flights"))
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def __enter__(self) -> ProxyProcess:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
+def _serve(argv: list[str]) -> None:
+    host, port, delay = argv[0], int(argv[1]), float(argv[2])
+    with LatencyProxy((host, port), delay=delay) as proxy:
+        print(proxy.port, flush=True)
+        for line in sys.stdin:
+            if line.strip() == "reset":
+                proxy.reset()
+                print("ok", flush=True)
+            else:
+                print(proxy.flights, flush=True)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1:])

@@ -2,7 +2,7 @@
 
     make bench-postgres-network   # or: .venv/bin/python -m bench.postgres_network [--rounds 20]
 
-A loopback proxy (bench/net_proxy.py; no root) delays every byte 1 ms each way in front of the
+A loopback proxy (bench/net_proxy.py, in a process of its own; no root) delays every byte 1 ms each way in front of the
 server at BENCH_POSTGRES_URL (the one `make bench-postgres` uses), like a VPC hop. Measured,
 interleaved, through that proxy: the warm REST v1 GET of 100 users via `handler.handler`, and an
 unlimited GET of a table whose page fills the 6 MB response limit; each against its floor, one
@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from app import create_app
 from app.adapter import make_handler
 from app.config import Settings
-from bench.net_proxy import LatencyProxy
+from bench.net_proxy import ProxyProcess
 from bench.postgres_pool import ADMIN_URL, drop_database, prepare_database
 from bench.report import postgres_network_section, replace_section
 from bench.timing import summarise
@@ -59,7 +59,7 @@ def _fill_big_table(url: URL) -> None:
         engine.dispose()
 
 
-def _through(url: URL, proxy: LatencyProxy) -> URL:
+def _through(url: URL, proxy: ProxyProcess) -> URL:
     return url.set(host="127.0.0.1", port=proxy.port)
 
 
@@ -96,7 +96,7 @@ def _time(pairs: Sequence[tuple[str, Callable[[], object]]], rounds: int) -> dic
     return samples
 
 
-def _flights(proxy: LatencyProxy, call: Callable[[], object]) -> int:
+def _flights(proxy: ProxyProcess, call: Callable[[], object]) -> int:
     proxy.reset()
     call()
     return proxy.flights
@@ -107,7 +107,7 @@ def measure(admin_url: str, rounds: int) -> dict[str, Any]:
     big = prepare_database(admin_url)
     try:
         _fill_big_table(big)
-        with LatencyProxy((small.host or "127.0.0.1", small.port or 5432), delay=DELAY_SECONDS) as proxy:
+        with ProxyProcess((small.host or "127.0.0.1", small.port or 5432), delay=DELAY_SECONDS) as proxy:
             event, context = load_users_event(), FakeContext()
             unlimited = {**event, "queryStringParameters": None, "multiValueQueryStringParameters": None}
             small_get, big_get = _handler(_through(small, proxy)), _handler(_through(big, proxy))
