@@ -650,6 +650,21 @@ def test_postgres_serves_and_pages_by_each_route(
     assert seen == NAMES
 
 
+def test_pgbouncer_keeps_its_default_startup_parameter_rules(
+    pgbouncer: PgBouncer, cluster_users_db: UsersDatabase
+) -> None:
+    # What made every request a 503 before: a statement_timeout in the startup packet.
+    psycopg = pytest.importorskip("psycopg")
+    url = pgbouncer.url_for(cluster_users_db.url)
+
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(
+            host=url.host, port=url.port, user=url.username, dbname=url.database, options="-c statement_timeout=1000"
+        ).close()
+
+    assert "unsupported startup parameter: options" in str(refused.value)
+
+
 def _frontend_messages(sent: bytes) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
     """A client's bytes as PostgreSQL's frontend protocol: (startup parameters, [(type, body)])."""
     # libpq's sslmode=prefer asks for TLS (SSLRequest, or GSSENCRequest) first; the server says no.
