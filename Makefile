@@ -129,6 +129,11 @@ bench-pagination: $(VENV)/.runtime-deps
 bench-postgres: $(VENV)/.dev-deps
 	$(BIN)/python -m bench.postgres_pool
 
+# GET /users on PostgreSQL across a 1 ms-each-way loopback proxy, against one psycopg query.
+.PHONY: bench-postgres-network
+bench-postgres-network: $(VENV)/.dev-deps
+	$(BIN)/python -m bench.postgres_network
+
 # Re-resolve every lock from its input for the Lambda runtime (Python 3.13, Linux x86_64:
 # manylinux2014 wheels), with the hashes of every file of each pinned release. Each lock is
 # resolved under the ones before it, so a package shared by two locks has one version in both.

@@ -151,6 +151,10 @@ class Settings:
     # Origins whose pages may call the API from a browser (CORS): exact serialised origins
     # (`https://app.example.com`), or `*` for any. Empty: CORS is off.
     cors_allow_origins: frozenset[str] = frozenset()
+    # IAM database authentication (RDS, Aurora, RDS Proxy, Aurora DSQL): each new connection's
+    # password is a fresh token, TLS is required, and pooled connections are recycled before
+    # the token's 15 minutes are up (app/storage/iam.py).
+    db_iam_auth: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -178,6 +182,7 @@ class Settings:
             db_pool=reader.keyword("DB_POOL", default.db_pool, POOL_KINDS),
             snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
             cors_allow_origins=reader.origins("CORS_ALLOW_ORIGINS"),
+            db_iam_auth=bool(reader.boolean("DB_IAM_AUTH", default.db_iam_auth)),
         )
         # Read by serverless-wsgi itself on every request, not by us: validated here only, so
         # that a typo fails the cold start instead of quietly changing every URL.
@@ -200,6 +205,28 @@ def _check_combinations(settings: Settings) -> None:
         raise SettingsError(f"set only one of {', '.join(sources)}; got {' and '.join(chosen)}")
     if settings.db_snapshot_refresh_seconds > 0 and settings.db_snapshot_s3_uri is None:
         raise SettingsError("DB_SNAPSHOT_REFRESH_SECONDS needs DB_SNAPSHOT_S3_URI")
+    if settings.db_iam_auth:
+        _check_iam_auth(settings)
+
+
+# A token opens connections for 15 minutes: pooled ones are replaced a minute before.
+IAM_MAX_POOL_RECYCLE_SECONDS: int = 840
+
+
+def _check_iam_auth(settings: Settings) -> None:
+    if settings.db_snapshot_s3_uri is not None:
+        raise SettingsError("DB_IAM_AUTH is for a PostgreSQL server, not DB_SNAPSHOT_S3_URI's SQLite snapshot")
+    if settings.database_url is not None:
+        url = parse_database_url(settings.database_url)
+        if url.get_backend_name() != "postgresql" or not url.host or not url.username:
+            raise SettingsError("DB_IAM_AUTH needs DATABASE_URL to be a PostgreSQL URL with a user name and a host")
+        if url.password:
+            raise SettingsError("DB_IAM_AUTH makes the password a token: DATABASE_URL must not hold one")
+    if not 0 < settings.pool_recycle <= IAM_MAX_POOL_RECYCLE_SECONDS:
+        raise SettingsError(
+            f"DB_POOL_RECYCLE must be from 1 to {IAM_MAX_POOL_RECYCLE_SECONDS} seconds with DB_IAM_AUTH "
+            f"(IAM tokens last 15 minutes); got {settings.pool_recycle}"
+        )
 
 
 class _Reader:

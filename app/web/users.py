@@ -13,7 +13,7 @@ from werkzeug.http import parse_accept_header
 
 from app.config import SETTINGS_KEY
 from app.storage import DATABASE_KEY
-from app.storage.queries import fetch_users_after, read_with_reconnect, remaining_seconds
+from app.storage.queries import answer_deadline, fetch_users_after, read_with_reconnect, reads_cross_a_network
 from app.web.conditional import body_etag, is_not_modified, not_modified_response, query_etag
 from app.web.cursor import encode_cursor
 from app.web.errors import ApiError
@@ -43,17 +43,26 @@ def list_users() -> Response:
     etag = _identity_etag(database.content_id(), query, name_format, budget)
     if etag is not None and is_not_modified(etag):
         return not_modified_response(etag, _VARY)  # the database is not read
+    # Once, here at the edge; passed down to the reads and to page building.
+    deadline = answer_deadline(request.environ.get("serverless.context"))
 
     def read_page(conn: Connection) -> Page:
         fetch = partial(fetch_users_after, conn)
-        return collect_page(fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget)
+        return collect_page(
+            fetch,
+            after=query.after,
+            limit=query.limit,
+            name_format=name_format,
+            budget=budget,
+            deadline=deadline,
+            grow=reads_cross_a_network(conn),
+        )
 
-    seconds_left = remaining_seconds(request.environ.get("serverless.context"))
-    page = read_with_reconnect(database.engine, read_page, repair=database.repair, budget_seconds=seconds_left)
+    page = read_with_reconnect(database.engine, read_page, repair=database.repair, deadline=deadline)
     next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
     body = name_format.body(page.pieces, next_cursor)
     link = None if next_cursor is None else f'<{_next_url(query, next_cursor)}>; rel="next"'
-    if etag is None:
+    if etag is None or page.cut_by_deadline:
         etag = body_etag(body, name_format.mimetype, link)
         if is_not_modified(etag):
             return not_modified_response(etag, _VARY)
