@@ -7,12 +7,15 @@ import sqlite3
 import string
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from app.adapter import LambdaHandler
+from app.config import Settings
 from app.web.pages import FETCH_CHUNK_ROWS, TEXT, collect_page
 from tests.conftest import FakeContext
 from tests.events import make_v1_event, response_headers
@@ -97,3 +100,40 @@ def test_collect_page_reads_the_first_chunk_even_past_the_deadline() -> None:
 
     assert table.calls == [(None, FETCH_CHUNK_ROWS)]
     assert (page.size, page.next_after) == (FETCH_CHUNK_ROWS, FETCH_CHUNK_ROWS)
+
+
+def test_page_cut_by_the_deadline_has_the_etag_of_its_own_body(
+    one_character_names: Path,
+    settings: Settings,
+    make_app: Callable[[Settings], Flask],
+    serve_app: Callable[[Flask], LambdaHandler],
+) -> None:
+    # GIVEN the names as the bundled database, whose ETag is known before reading (it names the
+    # full body), and that ETag from an invocation with time to spare
+    handler = serve_app(make_app(replace(settings, bundled_db_path=one_character_names)))
+    full = handler(make_v1_event(), FakeContext())
+    assert "link" not in response_headers(full)
+
+    # WHEN an invocation with 1 s left is cut short
+    full_etag = response_headers(full)["etag"]
+    short = handler(make_v1_event(), FakeContext(remaining_ms=1_000))
+
+    # THEN its tag is of the shorter body it sent, not the full page's
+    assert short["statusCode"] == 200
+    assert 'rel="next"' in response_headers(short)["link"]
+    assert response_headers(short)["etag"] != full_etag
+
+    # AND a client holding the full page still learns, without a read, that it is current
+    revalidated = handler(make_v1_event(headers={"If-None-Match": full_etag}), FakeContext(remaining_ms=1_000))
+    assert revalidated["statusCode"] == 304
+
+
+def test_collect_page_says_when_the_deadline_cut_it() -> None:
+    table = _SlowTable(100_000, 0.001)
+    cut = collect_page(
+        table.fetch, after=None, limit=None, name_format=TEXT, budget=10**9, deadline=2.2, clock=table.clock
+    )
+    whole = collect_page(_SlowTable(1_000, 0.001).fetch, after=None, limit=None, name_format=TEXT, budget=10**9)
+
+    assert cut.cut_by_deadline and cut.next_after is not None
+    assert not whole.cut_by_deadline and whole.next_after is None
