@@ -13,10 +13,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
 __all__ = [
+    "CORS_ANY_ORIGIN",
     "DEFAULT_BUNDLED_DB_PATH",
     "SETTINGS_KEY",
     "S3Location",
@@ -53,6 +55,8 @@ _SECRET_ARN = re.compile(
 _SSM_PARAMETER_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:ssm:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:parameter/[A-Za-z0-9/_.-]+")
 _SSM_PARAMETER_NAME = re.compile(r"/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 _SSM_PARAMETER_MAX_LENGTH: int = 2048
+# CORS_ALLOW_ORIGINS's value for "any origin".
+CORS_ANY_ORIGIN: str = "*"
 
 
 # The documented ranges (README, Configuration), enforced at cold start.
@@ -141,6 +145,19 @@ class StartupError(Exception):
         super().__init__(message.encode("ascii", "backslashreplace").decode("ascii"))
 
 
+def _is_serialised_origin(origin: str) -> bool:
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return False
+    if parts.path or parts.query or parts.fragment or origin != origin.lower() or origin.endswith(":"):
+        return False
+    return port != {"http": 80, "https": 443}[parts.scheme]
+
+
 class SettingsError(StartupError, ValueError):
     """Raised at cold start when an environment variable has a value we cannot use."""
 
@@ -196,6 +213,13 @@ class Settings:
     # Set by Lambda (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start) when this init is snapshotted
     # for SnapStart: the runtime hooks then close and remake what must not be shared.
     snap_start: bool = False
+    # Origins whose pages may call the API from a browser (CORS): exact serialised origins
+    # (`https://app.example.com`), or `*` for any. Empty: CORS is off.
+    cors_allow_origins: frozenset[str] = frozenset()
+    # IAM database authentication (RDS, Aurora, RDS Proxy, Aurora DSQL): each new connection's
+    # password is a fresh token, TLS is required, and pooled connections are recycled before
+    # the token's 15 minutes are up (app/storage/iam.py).
+    db_iam_auth: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -227,6 +251,8 @@ class Settings:
             database_url_ssm_parameter=reader.ssm_parameter("DATABASE_URL_SSM_PARAMETER"),
             db_pool=reader.keyword("DB_POOL", default.db_pool, POOL_KINDS),
             snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
+            cors_allow_origins=reader.origins("CORS_ALLOW_ORIGINS"),
+            db_iam_auth=bool(reader.boolean("DB_IAM_AUTH", default.db_iam_auth)),
         )
         # Read by serverless-wsgi itself on every request, not by us: validated here only, so
         # that a typo fails the cold start instead of quietly changing every URL.
@@ -249,6 +275,28 @@ def _check_combinations(settings: Settings) -> None:
         raise SettingsError(f"set only one of {', '.join(sources)}; got {' and '.join(chosen)}")
     if settings.db_snapshot_refresh_seconds > 0 and settings.db_snapshot_s3_uri is None:
         raise SettingsError("DB_SNAPSHOT_REFRESH_SECONDS needs DB_SNAPSHOT_S3_URI")
+    if settings.db_iam_auth:
+        _check_iam_auth(settings)
+
+
+# A token opens connections for 15 minutes: pooled ones are replaced a minute before.
+IAM_MAX_POOL_RECYCLE_SECONDS: int = 840
+
+
+def _check_iam_auth(settings: Settings) -> None:
+    if settings.db_snapshot_s3_uri is not None:
+        raise SettingsError("DB_IAM_AUTH is for a PostgreSQL server, not DB_SNAPSHOT_S3_URI's SQLite snapshot")
+    if settings.database_url is not None:
+        url = parse_database_url(settings.database_url)
+        if url.get_backend_name() != "postgresql" or not url.host or not url.username:
+            raise SettingsError("DB_IAM_AUTH needs DATABASE_URL to be a PostgreSQL URL with a user name and a host")
+        if url.password:
+            raise SettingsError("DB_IAM_AUTH makes the password a token: DATABASE_URL must not hold one")
+    if not 0 < settings.pool_recycle <= IAM_MAX_POOL_RECYCLE_SECONDS:
+        raise SettingsError(
+            f"DB_POOL_RECYCLE must be from 1 to {IAM_MAX_POOL_RECYCLE_SECONDS} seconds with DB_IAM_AUTH "
+            f"(IAM tokens last 15 minutes); got {settings.pool_recycle}"
+        )
 
 
 class _Reader:
@@ -355,6 +403,23 @@ class _Reader:
                 f"in segments joined by '/'), e.g. 'api' or 'v1/users'; got {self._env.get(name, '')!r}"
             )
         return raw
+
+    def origins(self, name: str) -> frozenset[str]:
+        raw = self._raw(name)
+        if raw is None:
+            return frozenset()
+        origins = [item.strip() for item in raw.split(",")]
+        if origins == [CORS_ANY_ORIGIN]:
+            return frozenset(origins)
+        for origin in origins:
+            # Browsers send the serialised origin (RFC 6454 §6.2): scheme, host in lower case,
+            # no default port, no path. Anything else would never match: refuse it here.
+            if not _is_serialised_origin(origin):
+                raise SettingsError(
+                    f"{name} must be '*' or a comma-separated list of origins like "
+                    f"https://app.example.com or http://localhost:8080 (no path, no trailing '/'); got {origin!r}"
+                )
+        return frozenset(origins)
 
     def s3_location(self, name: str) -> S3Location | None:
         raw = self._raw(name)

@@ -154,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     results = run(args.quick)
+    # The network bench needs a PostgreSQL server: its last figures (make bench-postgres-network) are kept.
+    network_path = BENCH_DIR / "postgres_network.json"
+    if network_path.exists():
+        results["postgres_network"] = json.loads(network_path.read_text(encoding="utf-8"))
     baseline = json.loads(BASELINE_PATH.read_text(encoding="utf-8")) if BASELINE_PATH.exists() else None
     markdown = render_markdown(results, baseline)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Target", "draw_warm_chart", "render_markdown", "targets", "where_the_time_goes"]
+__all__ = [
+    "POSTGRES_NETWORK_HEADING",
+    "Target",
+    "draw_warm_chart",
+    "postgres_network_section",
+    "render_markdown",
+    "replace_section",
+    "targets",
+    "where_the_time_goes",
+]
 
 # Issue #7's targets.
 WARM_VS_APIG_MAX: float = 1.3
@@ -76,6 +85,9 @@ def where_the_time_goes(warm: dict[str, Any]) -> list[str]:
         f"- So, against the same app under apig-wsgi: serverless-wsgi alone is "
         f"{us('serverless_wsgi') / us('apig_wsgi'):.2f}×, the handler without its JSON line "
         f"{us('handler_quiet') / us('apig_wsgi'):.2f}×, the whole handler {us('handler') / us('apig_wsgi'):.2f}×.",
+        f"- A conditional GET whose If-None-Match matches (304, no body, the database not read): "
+        f"{us('handler_not_modified'):.0f} µs, {us('handler_not_modified') / us('handler'):.2f}× the 200's "
+        f"{us('handler'):.0f} µs.",
     ]
 
 
@@ -274,8 +286,66 @@ def render_markdown(results: dict[str, Any], baseline: dict[str, Any] | None) ->
             ),
         ),
     ]
+    if results.get("postgres_network") is not None:
+        lines += ["", *postgres_network_section(results["postgres_network"])]
     if baseline is not None:
         lines += ["", *_before_after(results, baseline)]
+    return "\n".join(lines) + "\n"
+
+
+POSTGRES_NETWORK_HEADING: str = "## PostgreSQL across a network"
+
+
+def postgres_network_section(network: dict[str, Any]) -> list[str]:
+    """bench/postgres_network.py's figures (its JSON) as a RESULTS.md section."""
+    medians, p99, flights = network["medians_ms"], network["p99_ms"], network["flights"]
+    warm_ratio = medians["warm_get"] / medians["warm_floor"]
+    page_ratio = medians["page_get"] / medians["page_floor"]
+    delay = network["delay_ms"]
+    met = "met" if warm_ratio <= network["warm_target"] else "**not met**"
+    rows = [
+        ("warm GET /users, 100 users (`handler.handler`)", "warm_get", warm_ratio),
+        ("floor: one psycopg autocommit query, 100 rows", "warm_floor", 1.0),
+        (
+            f"GET /users, unlimited: {network['page_rows']:,} names, {network['page_bytes'] / 1e6:.1f} MB",
+            "page_get",
+            page_ratio,
+        ),
+        (f"floor: one psycopg autocommit query, {network['page_rows']:,} rows", "page_floor", 1.0),
+    ]
+    return [
+        POSTGRES_NETWORK_HEADING,
+        "",
+        f"Written by `python -m bench.postgres_network` on {network['date']} at commit `{network['commit']}`: a loopback",
+        f"proxy (`bench/net_proxy.py`, in a process of its own) adds {delay:g} ms each way between the app and",
+        "PostgreSQL, like a VPC hop; each request is timed against one psycopg autocommit query of the same rows",
+        "through the same proxy, interleaved. Round trips: client-to-server flights the proxy counted for one request.",
+        f"Target (issue #17): warm GET ≤ {network['warm_target']}× its floor — {warm_ratio:.2f}×, {met}. Before",
+        "(issue #17, through PgBouncer told to drop `options`): `BEGIN`, the SELECT and `ROLLBACK` in 3 round",
+        "trips, 10.6 ms against 3.0 ms, 3.5×.",
+        "",
+        *_table(
+            ["request", "median ms", "p99 ms", "× floor", "round trips"],
+            (
+                (label, f"{medians[key]:.2f}", f"{p99[key]:.2f}", f"{ratio:.2f}", flights[key])
+                for label, key, ratio in rows
+            ),
+        ),
+    ]
+
+
+def replace_section(markdown: str, section: Sequence[str]) -> str:
+    """`markdown` with the section headed like `section[0]` replaced by it (appended if absent)."""
+    lines = markdown.rstrip("\n").split("\n")
+    heading = section[0]
+    if heading in lines:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        while end > start and lines[end - 1] == "":
+            end -= 1
+        lines[start:end] = list(section)
+    else:
+        lines += ["", *section]
     return "\n".join(lines) + "\n"
 
 

@@ -48,7 +48,8 @@ def run(suite: str, rows: int, rounds: int, calls: int, warmup: int) -> dict[str
         module = import_handler(Path(workdir), rows)
         frozen_at_init = gc.get_freeze_count()
         event, context = load_users_event(), FakeContext()
-        floor = FloorHandler(Settings.from_env().sqlite_copy_path)
+        etag = module.handler(load_users_event(), context)["multiValueHeaders"]["ETag"][0]
+        floor = FloorHandler(Settings.from_env().sqlite_copy_path, etag=etag)
         variants = warm_variants(module, floor) if suite == "variants" else _gc_variants(module.handler)
         body = check_same_body([Variant("floor", "floor", floor), *variants], event, context)
         samples = run_interleaved(variants, event, context, rounds=rounds, calls=calls, warmup=warmup)

@@ -32,6 +32,7 @@ __all__ = [
     "ClusterUnavailableError",
     "PostgresCluster",
     "find_bindir",
+    "free_port",
     "locate_server",
     "remove_orphaned_clusters",
     "throwaway_cluster",
@@ -102,7 +103,8 @@ def _server_account() -> _Account:
     return _Account(entry.pw_uid, entry.pw_gid)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (someone may take it before we bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -119,6 +121,11 @@ class PostgresCluster:
         self.log_file = root / "server.log"
         self.port = 0
         self._account = account
+
+    @property
+    def account_ids(self) -> tuple[int | None, int | None]:
+        """(uid, gid) the server runs as; (None, None): as ourselves. Other daemons in front of it run so too."""
+        return self._account.uid, self._account.gid
 
     @property
     def admin_url(self) -> URL:
@@ -169,7 +176,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         for _ in range(START_ATTEMPTS):
-            self.port = _free_port()
+            self.port = free_port()
             result = self._pg_ctl("start", "-o", f"-p {self.port}")
             if result.returncode == 0:
                 return

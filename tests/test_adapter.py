@@ -6,6 +6,7 @@ import contextlib
 import gc
 import importlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -35,6 +36,19 @@ from tests.events import (
 SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
 
 
+class _StrongETag:
+    """Equal to any strong entity tag as the app writes them (tests/web/test_conditional.py tests their values)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and re.fullmatch(r'"[A-Za-z0-9_-]{22}"', other) is not None
+
+    def __repr__(self) -> str:
+        return "<a strong ETag>"
+
+
+STRONG_ETAG: Any = _StrongETag()
+
+
 @pytest.mark.parametrize("make_event", HTTP_EVENT_BUILDERS)
 def test_handler_serves_users_for_every_event_shape(
     make_event: Callable[..., dict[str, Any]], lambda_handler: LambdaHandler, context: FakeContext
@@ -57,6 +71,7 @@ def test_handler_answers_rest_v1_sample_whole(lambda_handler: LambdaHandler, con
             "Content-Type": ["text/plain; charset=utf-8"],
             "Content-Length": ["24"],
             "Vary": ["Accept"],
+            "ETag": [STRONG_ETAG],
         },
         "body": SEED_NAMES,
         "isBase64Encoded": False,
@@ -68,7 +83,12 @@ def test_handler_answers_http_api_sample_whole(lambda_handler: LambdaHandler, co
 
     assert response == {
         "statusCode": 200,
-        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24", "Vary": "Accept"},
+        "headers": {
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Length": "24",
+            "Vary": "Accept",
+            "ETag": STRONG_ETAG,
+        },
         "body": SEED_NAMES,
         "isBase64Encoded": False,
     }
@@ -83,7 +103,12 @@ def test_handler_answers_alb_samples_with_status_description(
     assert single == {
         "statusCode": 200,
         "statusDescription": "200 OK",
-        "headers": {"Content-Type": "text/plain; charset=utf-8", "Content-Length": "24", "Vary": "Accept"},
+        "headers": {
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Length": "24",
+            "Vary": "Accept",
+            "ETag": STRONG_ETAG,
+        },
         "body": SEED_NAMES,
         "isBase64Encoded": False,
     }
@@ -91,6 +116,7 @@ def test_handler_answers_alb_samples_with_status_description(
         "Content-Type": ["text/plain; charset=utf-8"],
         "Content-Length": ["24"],
         "Vary": ["Accept"],
+        "ETag": [STRONG_ETAG],
     }
     assert multi["statusDescription"] == "200 OK"
 

@@ -212,7 +212,7 @@ def test_artifact_ships_handler_app_database_and_dependencies(zip_names: set[str
 
     ours = {name for name in sources if name.split("/")[0] in {"handler.py", "app", "data"}}
     app_sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "app").rglob("*.py")}
-    assert ours == {"handler.py", "data/users.db"} | app_sources
+    assert ours == {"handler.py", "data/users.db", "app/web/openapi.json"} | app_sources
     for dependency in ("flask/__init__.py", "sqlalchemy/__init__.py", "werkzeug/__init__.py", "serverless_wsgi.py"):
         assert dependency in sources
     compiled_extensions = [name for name in sources if name.endswith(".so")]
@@ -388,3 +388,24 @@ def test_artifact_cold_start_bench_runs_every_variant(artifact: Artifact) -> Non
     assert rows[2:] == ["as shipped", "fully precompiled", "no bytecode (the zip before #12)", rows[-1]]
     assert rows[-1].startswith("reference: bare `python -S`")
     assert "as shipped / fully precompiled, per round" in completed.stdout
+
+
+@needs_cli
+def test_package_routes_every_method_of_users_to_the_function_on_rest(artifact: Artifact) -> None:
+    # A REST API resource answers methods it lacks itself (403), so HEAD and CORS preflights
+    # reach the app only through ANY (docs/http.md).
+    template = json.loads((artifact.serverless_dir / "cloudformation-template-update-stack.json").read_text())
+    resources = template["Resources"]
+    users = [
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::ApiGateway::Resource" and resource["Properties"]["PathPart"] == "users"
+    ]
+    methods = {
+        resource["Properties"]["HttpMethod"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::ApiGateway::Method" and resource["Properties"]["ResourceId"] == {"Ref": users[0]}
+    }
+
+    assert len(users) == 1
+    assert methods == {"ANY"}

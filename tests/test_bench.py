@@ -22,7 +22,7 @@ from bench.report import targets
 from bench.timing import check_same_body, run_interleaved, summarise
 from bench.variants import FloorHandler, Variant
 from tests.conftest import FakeContext
-from tests.events import load_event, make_v1_event
+from tests.events import load_event, make_v1_event, response_headers
 
 
 def test_bench_summarise_gives_median_and_p99_in_microseconds() -> None:
@@ -94,7 +94,7 @@ def test_bench_floor_answers_exactly_like_the_handler(
     expected = lambda_handler(event, context)
 
     # WHEN the floor serves the same REST v1 event
-    with contextlib.closing(FloorHandler(settings.sqlite_copy_path)) as floor:
+    with contextlib.closing(FloorHandler(settings.sqlite_copy_path, etag=response_headers(expected)["etag"])) as floor:
         response = floor(event, context)
 
     # THEN the whole proxy response is the same

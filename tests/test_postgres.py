@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from sqlalchemy.pool import QueuePool
 
 from app.adapter import LambdaHandler
 from app.config import Settings
+from bench.net_proxy import LatencyProxy
 from bench.postgres_pool import warm_containers
 from tests import postgres_cluster
 from tests.conftest import FakeContext, count_connects, engine_of, log_lines, queue_pool
@@ -41,6 +43,7 @@ from tests.events import (
     make_v2_event,
     response_headers,
 )
+from tests.pgbouncer import PgBouncer, PgBouncerUnavailableError, locate_pgbouncer, throwaway_pgbouncer
 from tests.postgres_cluster import ClusterUnavailableError, PostgresCluster, locate_server, throwaway_cluster
 from tests.runtime_api import RuntimeApi
 from tests.test_runtime_client import PRIMED_HANDLER, TIMEOUT_SECONDS, start_runtime  # noqa: F401 - the fixture
@@ -172,6 +175,45 @@ def pg_settings(settings: Settings, users_db: UsersDatabase, application_name: s
 @pytest.fixture
 def cluster_settings(settings: Settings, cluster_users_db: UsersDatabase, application_name: str) -> Settings:
     return _settings_on(settings, cluster_users_db, application_name)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(cluster: PostgresCluster) -> Iterator[PgBouncer]:
+    """A real PgBouncer in transaction mode in front of this session's cluster."""
+    try:
+        binary = locate_pgbouncer()
+    except PgBouncerUnavailableError as exc:
+        pytest.skip(f"no PgBouncer: {exc}")
+    with throwaway_pgbouncer(binary, cluster) as started:
+        yield started
+
+
+# How the app reaches the throwaway cluster: directly, or through PgBouncer in transaction mode.
+ROUTES = ["direct", "pgbouncer"]
+
+
+@pytest.fixture(params=ROUTES)
+def route(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _routed(database: UsersDatabase, route: str, request: pytest.FixtureRequest) -> UsersDatabase:
+    if route == "direct":
+        return database
+    bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+    return replace(database, url=bouncer.url_for(database.url))
+
+
+@pytest.fixture
+def routed_settings(
+    settings: Settings,
+    cluster_users_db: UsersDatabase,
+    route: str,
+    application_name: str,
+    request: pytest.FixtureRequest,
+) -> Settings:
+    """Settings of a container on the throwaway cluster, reached by `route`."""
+    return _settings_on(settings, _routed(cluster_users_db, route, request), application_name)
 
 
 @contextmanager
@@ -316,6 +358,32 @@ def test_postgres_serves_users_for_every_event_shape(
     assert response_headers(response)["content-type"] == "text/plain; charset=utf-8"
 
 
+def test_postgres_etag_is_of_the_body_and_follows_writes(
+    pg_handler: Callable[..., Any], users_db: UsersDatabase, context: FakeContext
+) -> None:
+    # PostgreSQL may change under the app: the tag is a hash of what was read, not an identity.
+    first = pg_handler(make_v1_event(), context)
+    etag = response_headers(first)["etag"]
+    unchanged = pg_handler(make_v1_event(headers={"If-None-Match": etag}), context)
+    unchanged_head = pg_handler(make_v1_event(method="HEAD", headers={"If-None-Match": etag}), context)
+    writer = create_engine(users_db.url)
+    try:
+        with writer.begin() as conn:
+            conn.execute(text("UPDATE users SET name = 'Bobby' WHERE id = 2"))
+        changed = pg_handler(make_v1_event(headers={"If-None-Match": etag}), context)
+    finally:
+        with writer.begin() as conn:  # the database is shared by the session's tests
+            conn.execute(text("UPDATE users SET name = 'Bob' WHERE id = 2"))
+        writer.dispose()
+
+    assert (first["statusCode"], first["body"]) == (200, BODY)
+    for not_modified in (unchanged, unchanged_head):
+        assert (not_modified["statusCode"], not_modified["body"]) == (304, "")
+        assert response_headers(not_modified)["etag"] == etag
+    assert (changed["statusCode"], changed["body"]) == (200, BODY.replace("Bob", "Bobby"))
+    assert response_headers(changed)["etag"] != etag
+
+
 def test_postgres_reuses_one_backend_across_warm_invocations(
     pg_handler: Callable[..., Any],
     serve_app: Callable[[Flask], LambdaHandler],
@@ -340,7 +408,8 @@ def test_postgres_reuses_one_backend_across_warm_invocations(
 @pytest.mark.parametrize("pre_ping", [pytest.param(False, id="default-no-pre-ping"), pytest.param(True, id="pre-ping")])
 def test_postgres_survives_backend_killed_between_invocations(
     pre_ping: bool,
-    cluster_settings: Settings,
+    route: str,
+    routed_settings: Settings,
     make_app: Callable[[Settings], Flask],
     monkeypatch: pytest.MonkeyPatch,
     serve_app: Callable[[Flask], LambdaHandler],
@@ -350,7 +419,7 @@ def test_postgres_survives_backend_killed_between_invocations(
     context: FakeContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    handler = serve_app(make_app(replace(cluster_settings, pool_pre_ping=pre_ping)))
+    handler = serve_app(make_app(replace(routed_settings, pool_pre_ping=pre_ping)))
     assert handler(make_v1_event(), context)["statusCode"] == 200
     first_pid = backend_pids_until(cluster_observer, application_name, lambda pids: len(pids) == 1)
 
@@ -365,7 +434,10 @@ def test_postgres_survives_backend_killed_between_invocations(
     assert queue_pool(served_engine()).checkedout() == 0
     warnings = [line["message"] for line in log_lines(capsys.readouterr().out) if line["level"] == "WARNING"]
     # Pre-ping replaces the dead connection at checkout; without it, the read is retried once.
-    expected = [] if pre_ping else ["database connection lost; retrying once on a new connection"]
+    # PgBouncer drops its dead server connection itself: the app's connection to it lives on.
+    expected = (
+        [] if pre_ping or route == "pgbouncer" else ["database connection lost; retrying once on a new connection"]
+    )
     assert warnings == expected
 
 
@@ -461,11 +533,16 @@ def test_postgres_driver_not_imported_by_sqlite_cold_start(tmp_path: Path) -> No
 
 
 def test_postgres_locked_table_is_503_before_the_deadline(
-    pg_handler: LambdaHandler, users_db: UsersDatabase, served_engine: Callable[[], Engine]
+    routed_settings: Settings,
+    cluster_users_db: UsersDatabase,
+    make_app: Callable[[Settings], Flask],
+    serve_app: Callable[[Flask], LambdaHandler],
+    served_engine: Callable[[], Engine],
 ) -> None:
     # GIVEN a warm container, and another session holding the users table in ACCESS EXCLUSIVE mode
+    pg_handler = serve_app(make_app(routed_settings))
     assert pg_handler(make_v1_event(), FakeContext())["statusCode"] == 200
-    locker = create_engine(users_db.url)
+    locker = create_engine(cluster_users_db.url)
     try:
         with locker.connect() as conn:
             conn.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
@@ -482,10 +559,12 @@ def test_postgres_locked_table_is_503_before_the_deadline(
     assert json.loads(response["body"])["error"] == "database_unavailable"
     assert elapsed < 4.0
     assert queue_pool(served_engine()).checkedout() == 0
+    # And the time limit was the read's own: the next read, on the same connection, is served.
+    assert pg_handler(make_v1_event(), FakeContext())["statusCode"] == 200
 
 
 def test_postgres_survives_backend_killed_during_a_call_without_pre_ping(
-    cluster_settings: Settings,
+    routed_settings: Settings,
     cluster_users_db: UsersDatabase,
     make_app: Callable[[Settings], Flask],
     serve_app: Callable[[Flask], LambdaHandler],
@@ -495,7 +574,7 @@ def test_postgres_survives_backend_killed_during_a_call_without_pre_ping(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a warm container without pre-ping, whose next read will wait on a lock another session holds
-    handler = serve_app(make_app(replace(cluster_settings, pool_pre_ping=False)))
+    handler = serve_app(make_app(replace(routed_settings, pool_pre_ping=False)))
     assert handler(make_v1_event(), FakeContext())["statusCode"] == 200
     locker = create_engine(cluster_users_db.url)
     try:
@@ -571,3 +650,155 @@ def test_postgres_snapstart_restore_uses_no_connection_from_before_the_snapshot(
     lines = runtime.log_lines()
     assert [line["message"] for line in lines if line["level"] == "WARNING"] == []
     assert [line["message"] for line in lines].count("after restore: ready") == 1
+
+
+# --- behind a pooler, and over the wire ----------------------------------------------------------
+
+
+def test_postgres_serves_and_pages_by_each_route(
+    routed_settings: Settings, make_app: Callable[[Settings], Flask], serve_app: Callable[[Flask], LambdaHandler]
+) -> None:
+    handler = serve_app(make_app(routed_settings))
+
+    whole = handler(make_v2_event(), FakeContext())
+    seen: list[str] = []
+    query: dict[str, str] | None = {"limit": "2", "format": "json"}
+    for _ in range(len(NAMES)):
+        page = handler(make_v2_event(query=query), FakeContext())
+        assert page["statusCode"] == 200, page
+        body = json.loads(page["body"])
+        seen += body["users"]
+        if body["next"] is None:
+            break
+        query = {"limit": "2", "format": "json", "after": body["next"]}
+
+    assert (whole["statusCode"], whole["body"]) == (200, BODY)
+    assert seen == NAMES
+
+
+def test_pgbouncer_keeps_its_default_startup_parameter_rules(
+    pgbouncer: PgBouncer, cluster_users_db: UsersDatabase
+) -> None:
+    # What made every request a 503 before: a statement_timeout in the startup packet.
+    psycopg = pytest.importorskip("psycopg")
+    url = pgbouncer.url_for(cluster_users_db.url)
+
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(
+            host=url.host, port=url.port, user=url.username, dbname=url.database, options="-c statement_timeout=1000"
+        ).close()
+
+    assert "unsupported startup parameter: options" in str(refused.value)
+
+
+def _frontend_messages(sent: bytes) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """A client's bytes as PostgreSQL's frontend protocol: (startup parameters, [(type, body)])."""
+    # libpq's sslmode=prefer asks for TLS (SSLRequest, or GSSENCRequest) first; the server says no.
+    while int.from_bytes(sent[4:8], "big") in (80877103, 80877104):
+        sent = sent[8:]
+    length = int.from_bytes(sent[:4], "big")
+    fields = sent[8:length].split(b"\0")
+    startup = {fields[i].decode(): fields[i + 1].decode() for i in range(0, len(fields) - 2, 2) if fields[i]}
+    messages: list[tuple[str, bytes]] = []
+    at = length
+    while at < len(sent):
+        kind, size = chr(sent[at]), int.from_bytes(sent[at + 1 : at + 5], "big")
+        messages.append((kind, sent[at + 5 : at + 1 + size]))
+        at += 1 + size
+    return startup, messages
+
+
+_READ_SQL = re.compile(
+    r"SET LOCAL statement_timeout = \d+; SELECT id, name FROM users (WHERE id > \d+ )?ORDER BY id LIMIT \d+"
+)
+
+
+@pytest.fixture
+def counted_settings(
+    settings: Settings, cluster_users_db: UsersDatabase, route: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[Settings, LatencyProxy]]:
+    """Settings whose connections go through a counting proxy (no delay) on the way to `route`."""
+    database = _routed(cluster_users_db, route, request)
+    assert database.url.port is not None
+    with LatencyProxy(("127.0.0.1", database.url.port)) as proxy:
+        url = database.url.set(port=proxy.port)
+        yield replace(settings, database_url=url.render_as_string(hide_password=False)), proxy
+
+
+def test_postgres_warm_get_is_one_round_trip_with_no_session_state(
+    counted_settings: tuple[Settings, LatencyProxy],
+    make_app: Callable[[Settings], Flask],
+    serve_app: Callable[[Flask], LambdaHandler],
+) -> None:
+    settings, proxy = counted_settings
+    handler = serve_app(make_app(settings))
+    assert handler(make_v2_event(), FakeContext())["body"] == BODY  # cold: connect, dialect set-up
+
+    # WHEN warm GETs are served
+    for _ in range(10):  # past psycopg's default prepare threshold (5)
+        proxy.reset()
+        response = handler(make_v2_event(), FakeContext())
+
+        # THEN each is one client-to-server flight, answered
+        assert (response["statusCode"], response["body"]) == (200, BODY)
+        assert proxy.flights == 1
+
+    # AND nothing sent sets session state: no startup `options`, and after the connection's
+    # set-up only simple Query messages each holding a SET LOCAL and the read (no Parse: no
+    # prepared statements; no session SET, BEGIN, ROLLBACK, LISTEN or advisory lock)
+    [sent] = proxy.sent_by_clients()
+    startup, messages = _frontend_messages(sent)
+    assert "options" not in startup
+    warm = messages[-10:]
+    assert [kind for kind, _ in warm] == ["Q"] * 10
+    assert all(_READ_SQL.fullmatch(body.rstrip(b"\0").decode()) for _, body in warm), warm
+    assert not any(kind == "P" and body.split(b"\0")[0] for kind, body in messages)  # no named statement
+    every_sql = b"".join(body for kind, body in messages if kind in "QP").upper()
+    for verb in (b"LISTEN", b"ADVISORY", b"PREPARE ", b"SET SESSION", b"SET STATEMENT_TIMEOUT"):
+        assert verb not in every_sql
+
+
+BIG_TABLE_ROWS = 200_000
+
+
+@pytest.fixture(scope="session")
+def big_users_db(cluster: PostgresCluster) -> Iterator[UsersDatabase]:
+    with users_database(cluster.admin_url) as database:
+        setup = create_engine(database.url)
+        with setup.begin() as conn:
+            conn.execute(text("DELETE FROM users"))
+            conn.execute(
+                text("INSERT INTO users (id, name) SELECT i, 'u' || i FROM generate_series(1, :n) i"),
+                {"n": BIG_TABLE_ROWS},
+            )
+        setup.dispose()
+        yield database
+
+
+def test_postgres_200k_page_is_few_reads_within_the_limit(
+    big_users_db: UsersDatabase,
+    settings: Settings,
+    route: str,
+    request: pytest.FixtureRequest,
+    make_app: Callable[[Settings], Flask],
+    serve_app: Callable[[Flask], LambdaHandler],
+) -> None:
+    database = _routed(big_users_db, route, request)
+    assert database.url.port is not None
+    with LatencyProxy(("127.0.0.1", database.url.port)) as proxy:
+        url = database.url.set(port=proxy.port)
+        handler = serve_app(make_app(replace(settings, database_url=url.render_as_string(hide_password=False))))
+        assert handler(make_v2_event(query={"limit": "1"}), FakeContext())["statusCode"] == 200
+        proxy.reset()
+
+        response = handler(make_v2_event(), FakeContext())
+        flights = proxy.flights
+        _, messages = _frontend_messages(proxy.sent_by_clients()[0])
+
+    names = response["body"].split(",")
+    assert response["statusCode"] == 200
+    assert len(names) == BIG_TABLE_ROWS
+    assert names[0] == "u1" and names[-1] == f"u{BIG_TABLE_ROWS}"
+    assert "link" not in response_headers(response)
+    reads = [body for kind, body in messages if kind == "Q" and _READ_SQL.fullmatch(body.rstrip(b"\0").decode())]
+    assert len(reads[1:]) == flights <= 12  # after the warm-up's one read, only reads: one flight each

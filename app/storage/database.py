@@ -9,6 +9,7 @@ everything else reads `.engine` there and never stores it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -69,6 +70,11 @@ class Database:
         self._fields = fields
         self._snapshot: SnapshotSource | None = None
         self._serves_bundle = fields.get("database_source") == "bundle"
+        # The bundled file never changes while the code is deployed: hashed once, at cold start.
+        self._bundle_sha256: str | None = None
+        if self._serves_bundle:
+            with settings.bundled_db_path.open("rb") as bundle:
+                self._bundle_sha256 = hashlib.file_digest(bundle, "sha256").hexdigest()
         self._refreshing = threading.Lock()
         # The pool a swap replaced: a request that was using it returns its connection there
         # afterwards, so it is disposed once more by the next request.
@@ -114,6 +120,16 @@ class Database:
         if self._snapshot is not None:
             return {**self._fields, **self._snapshot.describe()}
         return dict(self._fields)
+
+    def content_id(self) -> str | None:
+        """What identifies the data served now, if nothing can change it underneath: the bundled
+        file's hash, or the loaded S3 snapshot's. None: a database others may write to (PostgreSQL,
+        a DATABASE_URL file), whose responses are identified by their bodies instead."""
+        if self._bundle_sha256 is not None:
+            return "bundle:" + self._bundle_sha256
+        if self._snapshot is not None and self._snapshot.current is not None:
+            return "s3:" + self._snapshot.current.sha256
+        return None
 
     def refresh_if_due(self, context: Any = None) -> None:
         """Swap in a newer S3 snapshot (or retry a failed cold start) when it is time; never raises.

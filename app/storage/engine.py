@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool, QueuePool
 
 from app.config import Settings
-from app.storage.queries import WAIT_LIMIT_KEY, budget_seconds
+from app.storage.queries import WAIT_LIMIT_KEY, budget_seconds, skip_leading_results
 
 __all__ = [
     "create_db_engine",
@@ -68,8 +68,11 @@ def password_forms(url: URL) -> list[str]:
 def create_db_engine(settings: Settings, url: URL) -> Engine:
     """Create the process-wide engine on `url`; it connects lazily, on the first request."""
     is_sqlite = url.get_backend_name() == "sqlite"
+    # The app only reads, one statement per round trip: on PostgreSQL in autocommit, so a read
+    # is not wrapped in BEGIN ... ROLLBACK round trips (docs/postgresql.md, "round trips").
+    options: dict[str, Any] = {} if is_sqlite else {"isolation_level": "AUTOCOMMIT"}
     if settings.db_pool == "null":
-        engine = create_engine(url, poolclass=NullPool)
+        engine = create_engine(url, poolclass=NullPool, **options)
     else:
         engine = create_engine(
             url,
@@ -79,9 +82,22 @@ def create_db_engine(settings: Settings, url: URL) -> Engine:
             pool_timeout=settings.pool_timeout,
             pool_recycle=settings.pool_recycle,
             pool_pre_ping=settings.pool_pre_ping,
+            **options,
         )
     event.listen(engine, "do_connect", _bounded_by_deadline_sqlite if is_sqlite else _bounded_by_deadline_postgres)
+    if not is_sqlite:
+        event.listen(engine, "after_cursor_execute", skip_leading_results)
+        if settings.db_iam_auth:
+            event.listen(engine, "do_connect", _iam_token_password)
     return engine
+
+
+def _iam_token_password(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    # Imported here: boto3 only when DB_IAM_AUTH is on.
+    from app.storage.iam import auth_token, require_tls
+
+    cparams["password"] = auth_token(str(cparams["host"]), int(cparams.get("port") or 5432), str(cparams["user"]))
+    cparams["sslmode"] = require_tls(cparams.get("sslmode"))
 
 
 def _bounded_by_deadline_sqlite(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
@@ -93,9 +109,15 @@ def _bounded_by_deadline_sqlite(dialect: Any, record: Any, cargs: Any, cparams: 
 
 def _bounded_by_deadline_postgres(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
     budget = budget_seconds()
-    record.info[WAIT_LIMIT_KEY] = int(budget * 1000)
-    # A server that accepts and never answers, and a statement stuck behind a lock, both end
+    # Nothing here is session state on the server: a transaction-mode pooler (PgBouncer, RDS
+    # Proxy) refuses startup `options` and hands the server connection to other clients between
+    # transactions. These are libpq's client-side bounds; the statement's own time limit travels
+    # with each read (app/storage/queries.py). A server that accepts and never answers ends
     # before the function's timeout: 503 JSON instead of API Gateway's 502.
+    if dialect.driver == "psycopg":
+        # psycopg prepares a statement on its 5th execution: named prepared statements are
+        # session state a pooler may not have on the next server connection.
+        cparams.setdefault("prepare_threshold", None)
     cparams["connect_timeout"] = max(_MIN_CONNECT_TIMEOUT_SECONDS, math.floor(budget))
     # A server or network that vanishes under an open connection (failover, a lost route)
     # answers nothing, not even statement_timeout's error: the kernel would retransmit for ~15
@@ -105,5 +127,3 @@ def _bounded_by_deadline_postgres(dialect: Any, record: Any, cargs: Any, cparams
     cparams.setdefault("tcp_user_timeout", max(_MIN_TCP_USER_TIMEOUT_MS, int(budget * 500)))
     for name, value in _KEEPALIVES.items():
         cparams.setdefault(name, value)
-    statement_timeout = f"-c statement_timeout={max(1, int(budget * 1000))}"
-    cparams["options"] = f"{cparams['options']} {statement_timeout}" if cparams.get("options") else statement_timeout

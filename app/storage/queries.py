@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,23 +20,27 @@ __all__ = [
     "DEADLINE",
     "DEFAULT_BUDGET_SECONDS",
     "WAIT_LIMIT_KEY",
+    "answer_deadline",
     "budget_seconds",
     "fetch_users_after",
     "read_with_reconnect",
+    "reads_cross_a_network",
     "remaining_seconds",
+    "seconds_left",
+    "skip_leading_results",
 ]
 
 _logger = logging.getLogger(f"{LOGGER_NAME}.storage")
 
-# When the current request must have its answer (time.monotonic()): set per request from the
-# Lambda context by read_with_reconnect, read when a connection is made (app/storage/engine.py)
-# and by _fit_wait_limit. Each invocation gets
-# the function's whole timeout, so the bounds a connection is made with hold for later ones.
+# When the current read must be done (time.monotonic()): set by read_with_reconnect from the
+# deadline its caller passes, read when a connection is made (app/storage/engine.py) and by
+# each statement (its time limit). A contextvar only because SQLAlchemy's connect hook takes
+# no argument of ours.
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("users_api_deadline", default=None)
 # Without a Lambda context (the local server): the function timeout serverless.yml sets.
 DEFAULT_BUDGET_SECONDS: float = 10.0
-# The wait limit a connection was made with (ms), in its record's info; and how far (1/N of
-# it) a request's budget may differ before the limit is set again.
+# SQLite: the busy timeout (ms) a connection was made with, in its record's info; and how far
+# (1/N of it) a request's budget may differ before it is set again.
 WAIT_LIMIT_KEY: str = "users_api_wait_limit_ms"
 _LIMIT_TOLERANCE: int = 10
 # Left for serverless-wsgi and the runtime to send the answer, out of the invocation's time.
@@ -45,36 +50,51 @@ MIN_BUDGET_SECONDS: float = 1.0
 # The retry on a lost connection is skipped with less left than this: libpq's shortest connect
 # timeout (2 s; app/storage/engine.py) could not end in time.
 MIN_RETRY_SECONDS: float = 2.0
+# Execution option: how many results of a multi-statement string precede the rows (see
+# skip_leading_results).
+_LEADING_RESULTS_KEY: str = "users_api_leading_results"
 
-# Users are listed, and paged, in key order. SQLite's key is the rowid (our `id INTEGER
-# PRIMARY KEY` is that rowid, and any users table has one); other databases need the `id`
-# primary key the README's schema gives them. Keyset queries only: an index seek to `:after`,
+# Users are listed, and paged, in key order: the `id INTEGER PRIMARY KEY` / `id bigint PRIMARY
+# KEY` the README's schema gives them (in SQLite the rowid's alias: the same plan, and a
+# WITHOUT ROWID table or a view works too). Keyset queries only: an index seek to `:after`,
 # then `:count` rows, whatever the table size. Statements are fixed; input is bound, never
-# spliced in. Keyed by (is SQLite, has `after`).
-_SELECT_USERS: dict[tuple[bool, bool], TextClause] = {
-    (True, False): text("SELECT rowid, name FROM users ORDER BY rowid LIMIT :count"),
-    (True, True): text("SELECT rowid, name FROM users WHERE rowid > :after ORDER BY rowid LIMIT :count"),
-    (False, False): text("SELECT id, name FROM users ORDER BY id LIMIT :count"),
-    (False, True): text("SELECT id, name FROM users WHERE id > :after ORDER BY id LIMIT :count"),
+# spliced in. Keyed by has `after`.
+_SELECT_USERS: dict[bool, TextClause] = {
+    False: text("SELECT id, name FROM users ORDER BY id LIMIT :count"),
+    True: text("SELECT id, name FROM users WHERE id > :after ORDER BY id LIMIT :count"),
 }
+# psycopg: one simple-protocol Query message holding a transaction-local time limit and the
+# read. PostgreSQL runs a multi-statement string as one implicit transaction, so SET LOCAL
+# holds for the SELECT and ends with it: no session state, nothing for a pooler to pin, one
+# round trip, no BEGIN/ROLLBACK. Only integers of ours are spliced in (%d of operator.index).
+_PG_TIME_LIMIT: str = "SET LOCAL statement_timeout = %d; "
+_PG_SELECT_USERS: dict[bool, str] = {
+    False: _PG_TIME_LIMIT + "SELECT id, name FROM users ORDER BY id LIMIT %d",
+    True: _PG_TIME_LIMIT + "SELECT id, name FROM users WHERE id > %d ORDER BY id LIMIT %d",
+}
+_PG_OPTIONS: dict[str, Any] = {"no_parameters": True, _LEADING_RESULTS_KEY: 1}
 
 
-def _budget_left() -> float:
-    deadline = DEADLINE.get()
+def seconds_left(deadline: float | None) -> float:
+    """Seconds until `deadline` (time.monotonic()); infinite without one."""
     return math.inf if deadline is None else deadline - time.monotonic()
 
 
+def _budget_left() -> float:
+    return seconds_left(DEADLINE.get())
+
+
 def budget_seconds() -> float:
-    """Seconds the current request has left for the database (DEFAULT_BUDGET_SECONDS without a deadline)."""
+    """Seconds the current read has left for the database (DEFAULT_BUDGET_SECONDS without a deadline)."""
     deadline = DEADLINE.get()
     return DEFAULT_BUDGET_SECONDS if deadline is None else max(deadline - time.monotonic(), 0.1)
 
 
 def _fit_wait_limit(conn: Connection) -> None:
-    """Bring a pooled connection's wait limit to this request's budget when it is far off.
+    """SQLite: bring a pooled connection's busy timeout to this request's budget when it is far off.
 
     A connection keeps the limit it was made with; on Lambda every invocation has about the
-    same budget, so this almost never costs a statement (a PRAGMA for SQLite, a SET for PostgreSQL).
+    same budget, so this almost never costs a PRAGMA (a client-side setting: no server).
     """
     info = conn.info
     limit_ms = info.get(WAIT_LIMIT_KEY)
@@ -83,12 +103,17 @@ def _fit_wait_limit(conn: Connection) -> None:
     budget_ms = int(budget_seconds() * 1000)
     if abs(budget_ms - limit_ms) * _LIMIT_TOLERANCE <= limit_ms:
         return
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {budget_ms}")
-    else:
-        conn.exec_driver_sql(f"SET statement_timeout = {budget_ms}")
-        conn.commit()  # outside the read's transaction, so it outlives it
+    conn.exec_driver_sql(f"PRAGMA busy_timeout = {budget_ms}")
     info[WAIT_LIMIT_KEY] = budget_ms
+
+
+def answer_deadline(context: Any) -> float | None:
+    """When the answer must be ready (time.monotonic()), from a Lambda context: its remaining time
+    less the response's margin. None without a context (the local server). Computed once per request."""
+    remaining_millis = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_millis is None:
+        return None
+    return time.monotonic() + float(remaining_millis()) / 1000 - RESPONSE_MARGIN_SECONDS
 
 
 def remaining_seconds(context: Any) -> float | None:
@@ -105,13 +130,15 @@ def read_with_reconnect[T](
     read: Callable[[Connection], T],
     *,
     repair: Callable[[DBAPIError], bool] | None = None,
+    deadline: float | None = None,
     budget_seconds: float | None = None,
 ) -> T:
     """Run an idempotent read on a pooled connection, once more on a fresh one if the first was dead.
 
     `repair`, called with any other database error, may fix its cause (a deleted /tmp copy)
-    and say so; the read is then retried once too. `budget_seconds` bounds the connections made
-    for it (connect, lock waits, statements: app/storage/engine.py).
+    and say so; the read is then retried once too. `deadline` (answer_deadline), or
+    `budget_seconds` from now, bounds the connections made for it and each statement (connect,
+    lock waits: app/storage/engine.py and fetch_users_after); never less than MIN_BUDGET_SECONDS.
 
     A frozen Lambda container keeps its pooled connections while the server, a proxy or a NAT
     may drop them; a server restart drops them all. Pre-ping catches most of that at checkout;
@@ -119,10 +146,12 @@ def read_with_reconnect[T](
     the pool stale on a disconnect, so the retry gets a new connection. `read` must return
     everything it read: nothing has been sent to the client when it fails.
     """
-    DEADLINE.set(None if budget_seconds is None else time.monotonic() + budget_seconds)
+    now = time.monotonic()
+    if deadline is None and budget_seconds is not None:
+        deadline = now + budget_seconds
+    DEADLINE.set(None if deadline is None else max(deadline, now + MIN_BUDGET_SECONDS))
     try:
         with engine.connect() as conn:
-            _fit_wait_limit(conn)
             return read(conn)
     except DBAPIError as exc:
         if exc.connection_invalidated:
@@ -132,12 +161,27 @@ def read_with_reconnect[T](
         elif repair is None or not repair(exc):
             raise
     with engine.connect() as conn:
-        _fit_wait_limit(conn)
         return read(conn)
+
+
+def reads_cross_a_network(conn: Connection) -> bool:
+    """Whether each read is a round trip to a server (not SQLite's in-process file)."""
+    return conn.dialect.name != "sqlite"
 
 
 def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequence[Row[int, str]]:
     """Up to `count` (key, name) rows in key order, after key `after` (None: from the first)."""
+    dialect = conn.dialect
+    if dialect.driver == "psycopg":
+        # The statement's time limit is what the read has left, so a lock wait ends in time.
+        limit_ms = max(1, int(budget_seconds() * 1000))
+        if after is None:
+            sql = _PG_SELECT_USERS[False] % (limit_ms, operator.index(count))
+        else:
+            sql = _PG_SELECT_USERS[True] % (limit_ms, operator.index(after), operator.index(count))
+        return conn.exec_driver_sql(sql, execution_options=_PG_OPTIONS).all()
+    if dialect.name == "sqlite":
+        _fit_wait_limit(conn)
     sql, names = _driver_statement(conn.dialect, after is not None)
     values: dict[str, Any] = {"count": count} if after is None else {"after": after, "count": count}
     parameters = values if names is None else tuple(values[name] for name in names)
@@ -154,7 +198,16 @@ def _driver_statement(dialect: Dialect, has_after: bool) -> tuple[str, tuple[str
     key = (dialect.name, dialect.paramstyle, has_after)
     cached = _DRIVER_STATEMENTS.get(key)
     if cached is None:
-        compiled = _SELECT_USERS[dialect.name == "sqlite", has_after].compile(dialect=dialect)
+        compiled = _SELECT_USERS[has_after].compile(dialect=dialect)
         names = tuple(compiled.positiontup or ()) if compiled.positional else None
         cached = _DRIVER_STATEMENTS[key] = (compiled.string, names)
     return cached
+
+
+def skip_leading_results(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """after_cursor_execute hook: move the cursor past a multi-statement string's leading results
+    (SET LOCAL's), so SQLAlchemy reads the SELECT's rows."""
+    for _ in range(context.execution_options.get(_LEADING_RESULTS_KEY, 0)):
+        cursor.nextset()

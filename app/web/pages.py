@@ -1,9 +1,11 @@
 """GET /users pages: the query parameters, pages cut by count and by size, and how they are written.
 
-A page is read in chunks of at most FETCH_CHUNK_ROWS rows, each one keyset query
-(`key > :after ORDER BY key LIMIT :count`), and reading stops as soon as the page is full,
-by `limit` or by the byte budget. Memory and time per request follow the page, never the
-table.
+A page is read in chunks, each one keyset query (`key > :after ORDER BY key LIMIT :count`):
+the first of FETCH_CHUNK_ROWS rows, each next one twice as large up to MAX_CHUNK_ROWS, and no
+larger than what the rows read so far say will fit in the room left. Reading stops as soon as
+the page is full, by `limit` or by the byte budget, or when the invocation's deadline is near:
+then the page is shorter and has a `next` link. Memory and time per request follow the page,
+never the table.
 
 Formats. Text (`text/plain; charset=utf-8`) is one CSV record (RFC 4180): names joined by
 commas, and a name is put in double quotes, with its own double quotes doubled, only when
@@ -23,6 +25,7 @@ the headers and the JSON around them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +40,7 @@ __all__ = [
     "FETCH_CHUNK_ROWS",
     "FORMATS",
     "JSON",
+    "MAX_CHUNK_ROWS",
     "QUERY_PARAMETERS",
     "RESPONSE_RESERVE",
     "TEXT",
@@ -146,9 +150,17 @@ FORMATS: dict[str, NameFormat] = {TEXT.name: TEXT, JSON.name: JSON}
 
 # --- pages --------------------------------------------------------------------------------
 
-# Rows per query. Small chunks die young: with 2,000 or more a full 6 MB page took longer,
-# spent in the cyclic GC (measured on 1M rows, bench/pagination.py); 500 costs ~1,100 cheap queries per such page.
+# Rows of the first query: most pages are small, and a warm GET of one is one query. Across a
+# network chunks then double, so a page of N rows takes about log2(N / 500) queries (a round
+# trip each), up to MAX_CHUNK_ROWS: the most rows held at once. On SQLite they stay at 500:
+# with 4,000 or 50,000 a full 6 MB page took 30-45% longer, spent mostly in the cyclic GC
+# (bench/pagination.py, 1M rows: 498 ms at 500, 648 ms at 4,000, 719 ms at 50,000).
 FETCH_CHUNK_ROWS: int = 500
+MAX_CHUNK_ROWS: int = 50_000
+# A chunk sized by the room left asks this much more than the average row says, plus a few
+# rows, so names longer than average rarely cost one more query.
+_ROOM_SLACK: float = 1.02
+_ROOM_EXTRA_ROWS: int = 64
 QUERY_PARAMETERS: tuple[str, ...] = ("after", "format", "limit")
 
 # (after, count) -> up to `count` (key, name) rows in key order, after `after` (None: from the start).
@@ -175,6 +187,9 @@ class Page:
     size: int
     # Key of the page's last user when more follow; None on the last page.
     next_after: int | None
+    # Ended early because the invocation's time ran low: shorter than the same request gets
+    # with time to spare, so its body is not the one an identity-based ETag names.
+    cut_by_deadline: bool = False
 
 
 def parse_page_query(args: MultiDict[str, str], max_limit: int) -> PageQuery:
@@ -229,17 +244,46 @@ def _parse_format(raw: str | None) -> NameFormat | None:
 
 
 def collect_page(
-    fetch: FetchRows, *, after: int | None, limit: int | None, name_format: NameFormat, budget: int
+    fetch: FetchRows,
+    *,
+    after: int | None,
+    limit: int | None,
+    name_format: NameFormat,
+    budget: int,
+    deadline: float | None = None,
+    grow: bool = True,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Page:
-    """Read the page after `after`: at most `limit` names, at most `budget` escaped bytes of body."""
+    """Read the page after `after`: at most `limit` names, at most `budget` escaped bytes of body.
+
+    `grow`: chunks double (each read is a round trip to a server); else all are FETCH_CHUNK_ROWS
+    (SQLite, in-process: larger chunks only cost time in the cyclic GC, bench/pagination.py).
+
+    With a `deadline` (clock() time), no chunk is started that the time per row so far says
+    would end after it: the page ends there with a `next` link. The first chunk is always read.
+    """
     room = budget - name_format.framing_size
     pieces: list[str] = []
     spent = 0
     size = 0
     last_key = after
+    chunk = FETCH_CHUNK_ROWS
+    started = clock()
+    read = 0  # rows fetched, for the time per row
     while True:
-        wanted = FETCH_CHUNK_ROWS if limit is None else min(FETCH_CHUNK_ROWS, limit - size + 1)
+        wanted = chunk if limit is None else min(chunk, limit - size + 1)
+        if size:
+            # The room left, in rows as long as those so far, bounds the chunk (and memory).
+            wanted = min(wanted, int((room - spent) * size / spent * _ROOM_SLACK) + _ROOM_EXTRA_ROWS)
+            if deadline is not None:
+                now = clock()
+                per_row = (now - started) / read
+                fits_in_time = int((deadline - now) / per_row) if per_row > 0 else wanted
+                if fits_in_time < min(wanted, FETCH_CHUNK_ROWS):
+                    return Page(pieces, size, last_key, cut_by_deadline=True)  # out of time: a shorter page
+                wanted = min(wanted, fits_in_time)
         rows = fetch(last_key, wanted)
+        read += len(rows) or 1
         allowed = len(rows) if limit is None else min(len(rows), limit - size)
         names = [row[1] for row in rows] if allowed == len(rows) else [row[1] for row in rows[:allowed]]
         piece, cost, taken = _fit(names, name_format, room - spent, separated=bool(pieces))
@@ -258,6 +302,8 @@ def collect_page(
             return Page(pieces, size, last_key)
         if len(rows) < wanted:  # the table ends here
             return Page(pieces, size, None)
+        if grow:
+            chunk = min(chunk * 2, MAX_CHUNK_ROWS)
 
 
 def _fit(names: list[str], name_format: NameFormat, room: int, *, separated: bool) -> tuple[str, int, int]:

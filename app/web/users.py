@@ -11,7 +11,8 @@ from sqlalchemy import Connection
 
 from app.config import SETTINGS_KEY
 from app.storage import DATABASE_KEY
-from app.storage.queries import fetch_users_after, read_with_reconnect, remaining_seconds
+from app.storage.queries import answer_deadline, fetch_users_after, read_with_reconnect, reads_cross_a_network
+from app.web.conditional import body_etag, is_not_modified, not_modified_response, query_etag
 from app.web.cursor import encode_cursor
 from app.web.errors import ApiError
 from app.web.negotiation import choose_media_type
@@ -27,6 +28,8 @@ _OFFERED_TYPES: tuple[str, ...] = tuple(_OFFERED)
 _ANYTHING: frozenset[str] = frozenset({"", "*/*"})
 # Distinct Accept headers remembered; a client cannot grow it past this bound.
 _ACCEPT_CACHE_SIZE: int = 256
+# Responses differ by Accept (the format); compression and CORS add their own.
+_VARY: str = "Accept"
 _NOT_ACCEPTABLE_MESSAGE: str = "GET /users sends text/plain or application/json; the Accept header allows neither."
 
 
@@ -36,20 +39,57 @@ def list_users() -> Response:
     query = parse_page_query(request.args, current_app.extensions[SETTINGS_KEY].max_page_limit)
     name_format = query.format or _negotiate()
     budget = body_budget(request.environ)
+    database = current_app.extensions[DATABASE_KEY]
+    etag = _identity_etag(database.content_id(), query, name_format, budget)
+    if etag is not None and is_not_modified(etag):
+        return not_modified_response(etag, _VARY)  # the database is not read
+    # Once, here at the edge; passed down to the reads and to page building.
+    deadline = answer_deadline(request.environ.get("serverless.context"))
 
     def read_page(conn: Connection) -> Page:
         fetch = partial(fetch_users_after, conn)
-        return collect_page(fetch, after=query.after, limit=query.limit, name_format=name_format, budget=budget)
+        return collect_page(
+            fetch,
+            after=query.after,
+            limit=query.limit,
+            name_format=name_format,
+            budget=budget,
+            deadline=deadline,
+            grow=reads_cross_a_network(conn),
+        )
 
-    database = current_app.extensions[DATABASE_KEY]
-    seconds_left = remaining_seconds(request.environ.get("serverless.context"))
-    page = read_with_reconnect(database.engine, read_page, repair=database.repair, budget_seconds=seconds_left)
+    page = read_with_reconnect(database.engine, read_page, repair=database.repair, deadline=deadline)
     next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
-    response = Response(name_format.body(page.pieces, next_cursor), mimetype=name_format.mimetype)
-    response.headers["Vary"] = "Accept"
-    if next_cursor is not None:
-        response.headers["Link"] = f'<{_next_url(query, next_cursor)}>; rel="next"'
+    body = name_format.body(page.pieces, next_cursor)
+    link = None if next_cursor is None else f'<{_next_url(query, next_cursor)}>; rel="next"'
+    if etag is None or page.cut_by_deadline:
+        etag = body_etag(body, name_format.mimetype, link)
+        if is_not_modified(etag):
+            return not_modified_response(etag, _VARY)
+    response = Response(body, mimetype=name_format.mimetype)
+    response.headers["Vary"] = _VARY
+    response.set_etag(etag)
+    if link is not None:
+        response.headers["Link"] = link
     return response
+
+
+def _identity_etag(content_id: str | None, query: PageQuery, name_format: NameFormat, budget: int) -> str | None:
+    """The tag of this request's response, from what it depends on, when the data cannot change."""
+    if content_id is None:
+        return None
+    # Everything the body and Link depend on besides the data: the page asked for, the format,
+    # the size limit of the event source, and the URL prefix the next link is built from.
+    return query_etag(
+        content_id,
+        query.after,
+        query.limit,
+        query.format is not None,
+        name_format.name,
+        budget,
+        request.script_root,
+        request.path,
+    )
 
 
 def _negotiate() -> NameFormat:

@@ -14,6 +14,7 @@ from app.web.errors import ApiError
 from app.web.pages import (
     FETCH_CHUNK_ROWS,
     JSON,
+    MAX_CHUNK_ROWS,
     TEXT,
     NameFormat,
     Page,
@@ -160,7 +161,11 @@ def test_collect_page_reads_at_most_one_chunk_past_the_page(limit: int | None) -
 
     page = collect_page(table.fetch, after=100, limit=limit, name_format=TEXT, budget=50_000)
 
-    assert all(count <= FETCH_CHUNK_ROWS for _, count in table.calls)
+    # Chunks grow from FETCH_CHUNK_ROWS, and the last is sized by the room left: it asks for
+    # little more than what fits.
+    counts = [count for _, count in table.calls]
+    assert counts[0] <= FETCH_CHUNK_ROWS
+    assert all(count <= MAX_CHUNK_ROWS for count in counts)
     assert table.rows_fetched <= page.size + FETCH_CHUNK_ROWS
     assert [after for after, _ in table.calls][0] == 100
 
@@ -237,3 +242,17 @@ def test_parse_page_query_rejects_repeated_parameter() -> None:
         parse_page_query(MultiDict([("limit", "1"), ("limit", "2")]), 100)
 
     assert raised.value.message == "Query parameter 'limit' is given more than once."
+
+
+@pytest.mark.parametrize(("grow", "reads"), [(True, 6), (False, 61)])
+def test_collect_page_chunks_double_only_when_reads_cross_a_network(grow: bool, reads: int) -> None:
+    # 30,000 rows: 500, 1,000, ..., 16,000 (the 6th read comes back short: the table ends); in
+    # process (SQLite) every read is FETCH_CHUNK_ROWS, and the 61st finds nothing.
+    table = _table([f"user{i:05d}" for i in range(30_000)])
+
+    page = collect_page(table.fetch, after=None, limit=None, name_format=TEXT, budget=10**9, grow=grow)
+
+    counts = [count for _, count in table.calls]
+    assert page.size == 30_000 and page.next_after is None
+    assert counts[:3] == ([500, 1_000, 2_000] if grow else [500, 500, 500])
+    assert len(counts) == reads

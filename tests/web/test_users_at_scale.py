@@ -153,14 +153,13 @@ def test_users_million_page_reads_only_the_page_in_keyset_chunks(
     # WHEN one page is served
     page = Fetched("https://example.com/users", handler(make_v1_event(query=query or None), FakeContext()))
 
-    # THEN every statement is a keyset chunk of at most FETCH_CHUNK_ROWS rows (no OFFSET, no
-    # unbounded SELECT), and all of them together asked for at most one chunk beyond the page
+    # THEN every statement is a keyset chunk of at most FETCH_CHUNK_ROWS rows (SQLite's chunks do
+    # not grow; no OFFSET, no unbounded SELECT), and all of them together asked for at most one
+    # chunk beyond the page
     names_on_page = len(page.names())
     assert names_on_page > 0
     for statement, parameters in log.statements:
-        assert re.fullmatch(r"SELECT rowid, name FROM users (WHERE rowid > \? )?ORDER BY rowid LIMIT \?", statement), (
-            statement
-        )
+        assert re.fullmatch(r"SELECT id, name FROM users (WHERE id > \? )?ORDER BY id LIMIT \?", statement), statement
         assert parameters["count"] <= FETCH_CHUNK_ROWS
     assert log.rows_requested <= names_on_page + FETCH_CHUNK_ROWS
     assert queue_pool(served_engine()).checkedout() == 0
