@@ -226,6 +226,18 @@ def test_make_invoke_bad_setting_is_all_the_user_sees(environ: dict[str, str], l
     assert "Hunter2Secret" not in result.stderr
 
 
+@needs_cli
+def test_invoke_local_sample_in_docs_is_what_it_prints(tmp_path: Path) -> None:
+    # Issue 18: docs/serverless-cli.md's sample response lacked Vary (and ETag came later).
+    text = (ROOT / "docs" / "serverless-cli.md").read_text(encoding="utf-8")
+    sample = text.split("$ npx osls invoke local -f api --path events/http-api-v2.json\n", 1)[1].split("```", 1)[0]
+    documented = json.loads(sample[sample.index("\n{\n") :])  # the response, after the log lines
+
+    _, response = invoke_local(tmp_path, "--path", "events/http-api-v2.json")
+
+    assert response == documented
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
