@@ -96,7 +96,10 @@ package: node_modules/.package-lock.json | $(BIN)/python
 	$(OSLS) package
 
 # One invocation of the handler with a sample event: make invoke EVENT=events/rest-v1.json
+# The cold start is tried first: a bad setting (or SQLITE_COPY_PATH, bundle) is then one line
+# (handler.py prints it and exits 1), not also osls's stack trace about its failed child.
 invoke: $(VENV)/.runtime-deps node_modules/.package-lock.json
+	@$(BIN)/python -c 'import handler'
 	$(OSLS) invoke local --function api --path $(EVENT)
 
 # Both APIs on http://127.0.0.1:3000 (/users, /dev/users) until Ctrl-C.

@@ -14,8 +14,19 @@ gc.disable()
 
 from app import create_app
 from app.adapter import make_handler
+from app.config import StartupError, running_on_lambda
+from app.logs import write_init_error
 
-app = create_app()
+try:
+    app = create_app()
+except StartupError as exc:
+    # A setting or what it points at is wrong; the message names it. On Lambda: one JSON log
+    # line, then the init error. Locally (`make run`, `invoke local`, which imports this
+    # module): that one line alone, without a traceback around it, and exit status 1.
+    if not running_on_lambda():
+        raise SystemExit(f"users-api: {exc}") from None
+    write_init_error(exc)
+    raise
 handler = make_handler(app)
 
 # Freeze the init's objects out of every later collection, which would walk them all again

@@ -15,12 +15,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import serverless_wsgi
 from flask import Flask
 from sqlalchemy.pool import QueuePool
 from werkzeug.http import HTTP_STATUS_CODES
 
+from app.config import serverless_wsgi_base_path
 from app.logs import LOGGER_NAME, current_invocation, write_invocation_line
 from app.storage import DATABASE_KEY, Database
 from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT, RESPONSE_LIMIT_KEY, LambdaContext, LambdaResponse
@@ -230,6 +232,8 @@ class _SourceApp:
         self.response_limit = source.response_limit
         self.strips_named_stage = source in (EventSource.HTTP_V2, EventSource.FUNCTION_URL)
         self.is_rest = source is EventSource.REST_V1
+        # Only API Gateway maps custom domains (ALBs and function URLs have no base path mapping).
+        self.custom_domain_source = source in (EventSource.REST_V1, EventSource.HTTP_V2)
         # Set once serverless-wsgi has built the environ and calls the app: an exception before
         # that is the event's fault (400), after it this project's (500).
         self.entered = False
@@ -237,6 +241,9 @@ class _SourceApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         self.entered = True
         environ[RESPONSE_LIMIT_KEY] = self.response_limit
+        base_path = serverless_wsgi_base_path()
+        if base_path:
+            _apply_base_path(environ, base_path, custom_domain_source=self.custom_domain_source)
         if self.is_rest and not environ.get("SCRIPT_NAME"):
             _offline_stage_prefix(environ)
         if environ.get("SCRIPT_NAME") in _ROOT_SCRIPT_NAMES:
@@ -247,6 +254,41 @@ class _SourceApp:
         if self.strips_named_stage:
             _strip_named_stage(environ)
         return self.app(environ, start_response)
+
+
+def _apply_base_path(environ: WSGIEnvironment, base_path: str, *, custom_domain_source: bool) -> None:
+    """SCRIPT_NAME and PATH_INFO as API_GATEWAY_BASE_PATH means them: the base path mapping of a
+    custom domain, a whole leading path segment (or several) of requests to that domain only.
+
+    serverless-wsgi 3.1.0 (handle_payload_v1/v2) sets SCRIPT_NAME to "/<base path>" on every
+    event, replacing the REST stage, and strips the base path as a string prefix. So through
+    the execute-api host, a function URL or an ALB every `next` link pointed under a base
+    path that does not exist there, and "/apiusers" on the custom domain was served as
+    "/users". Both are recomputed from the event's own path here, as serverless-wsgi computes
+    them without a base path; the stage fixes in `_SourceApp` then apply as usual.
+    """
+    event = environ["serverless.event"]
+    raw_path = event["rawPath"] if event.get("version") == "2.0" else event["path"]
+    path = serverless_wsgi.strip_express_gateway_query_params(raw_path)
+    host = environ.get("SERVER_NAME", "")
+    prefix = "/" + base_path
+    if custom_domain_source and not _is_default_host(host) and (path == prefix or path.startswith(prefix + "/")):
+        script_name, path = prefix, path[len(prefix) :]
+    else:
+        script_name = serverless_wsgi.get_script_name({"Host": host}, event.get("requestContext") or {})
+    # The same WSGI strings serverless-wsgi makes (setup_environ_items): UTF-8 bytes as latin-1.
+    environ["SCRIPT_NAME"] = _wsgi_string(script_name)
+    environ["PATH_INFO"] = _wsgi_string(unquote(path))
+
+
+def _is_default_host(host: str) -> bool:
+    """An API Gateway host of the API itself (public, or a private API's VPC endpoint), not a custom domain."""
+    name = host.partition(":")[0].lower()
+    return ".execute-api." in name and name.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _wsgi_string(text: str) -> str:
+    return text.encode("utf-8").decode("latin1", "replace")
 
 
 def _offline_stage_prefix(environ: WSGIEnvironment) -> None:

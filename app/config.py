@@ -20,11 +20,15 @@ from sqlalchemy.engine import URL, make_url
 __all__ = [
     "CORS_ANY_ORIGIN",
     "DEFAULT_BUNDLED_DB_PATH",
-    "S3Location",
     "SETTINGS_KEY",
+    "S3Location",
     "Settings",
     "SettingsError",
+    "StartupError",
+    "check_database_driver",
     "parse_database_url",
+    "running_on_lambda",
+    "serverless_wsgi_base_path",
 ]
 
 # Key of the app's Settings in `Flask.extensions`.
@@ -55,6 +59,27 @@ _SSM_PARAMETER_MAX_LENGTH: int = 2048
 CORS_ANY_ORIGIN: str = "*"
 
 
+# The documented ranges (README, Configuration), enforced at cold start.
+MAX_POOL_SIZE: int = 100
+MAX_OVERFLOW: int = 100
+# Lambda's longest function timeout: a wait for a connection cannot usefully outlast it. Far
+# below threading.TIMEOUT_MAX (~9.2e9 s on 64-bit Linux), above which QueuePool's wait raises
+# OverflowError on every request that has to wait (DB_POOL_TIMEOUT=1e10 did).
+MAX_POOL_TIMEOUT_SECONDS: float = 900.0
+MAX_POOL_RECYCLE_SECONDS: int = 86_400
+MAX_PAGE_LIMIT: int = 1_000_000
+MAX_REFRESH_SECONDS: int = 86_400
+# The drivers this project ships and tests: psycopg 3 (requirements-postgres.txt) and sqlite3.
+POSTGRES_DRIVERNAME: str = "postgresql+psycopg"
+_SUPPORTED_DRIVERNAMES: frozenset[str] = frozenset({POSTGRES_DRIVERNAME, "sqlite", "sqlite+pysqlite"})
+# What Heroku, Render and most tools hand out, and SQLAlchemy's driverless form (psycopg2,
+# which is not installed): both read as PostgreSQL through psycopg.
+_POSTGRES_ALIASES: frozenset[str] = frozenset({"postgres", "postgresql"})
+_SUPPORTED_URLS: str = "postgresql+psycopg://user:password@host:5432/db (or postgres://...) or sqlite:///path/users.db"
+_POSTGRES_INSTALL: str = "pip install -r requirements-postgres.txt"
+# API Gateway base path mappings: letters, digits, $-_.+!*'() in each of one or more segments.
+_BASE_PATH = re.compile(r"[A-Za-z0-9$_.+!*'()-]+(?:/[A-Za-z0-9$_.+!*'()-]+)*")
+
 _BAD_URL_MESSAGE: str = (
     "is not a valid SQLAlchemy database URL (percent-encode special characters in the user name "
     "and password: @ as %40, : as %3A, / as %2F)"
@@ -77,7 +102,47 @@ def parse_database_url(raw: str) -> URL:
         raise ValueError(_BAD_URL_MESSAGE)
     if url.host is not None and "@" in url.host:
         raise ValueError(_BAD_URL_MESSAGE)
+    if url.drivername in _POSTGRES_ALIASES:
+        url = url.set(drivername=POSTGRES_DRIVERNAME)
     return url
+
+
+def check_database_driver(url: URL) -> None:
+    """ValueError, saying what to write or install, unless `url` is served by a driver this
+    project ships and that driver can be imported. The message never quotes the URL.
+
+    Imports the driver (psycopg for PostgreSQL), as the engine would a moment later anyway.
+    """
+    if url.drivername not in _SUPPORTED_DRIVERNAMES:
+        raise ValueError(f"uses the unsupported dialect {url.drivername!r}; write {_SUPPORTED_URLS}")
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError as exc:
+        install = _POSTGRES_INSTALL if url.get_backend_name() == "postgresql" else f"install {exc.name}"
+        raise ValueError(f"needs the {exc.name} driver, which is not installed: {install}") from None
+
+
+def serverless_wsgi_base_path(environ: Mapping[str, str] | None = None) -> str:
+    """API_GATEWAY_BASE_PATH as serverless-wsgi reads it: from os.environ, on every request ("": unset).
+
+    serverless-wsgi 3.1.0 applies it itself, per request; the adapter corrects what it did
+    (app/adapter.py), so it must see the same value at the same moment, not a cold-start copy.
+    """
+    return (os.environ if environ is None else environ).get("API_GATEWAY_BASE_PATH", "")
+
+
+def running_on_lambda(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is a Lambda runtime (it has a Runtime API), not `make run` or `invoke local`."""
+    return bool((os.environ if environ is None else environ).get("AWS_LAMBDA_RUNTIME_API"))
+
+
+class StartupError(Exception):
+    """A cold start that cannot go on for a reason its message says in one line (no traceback needed)."""
+
+    def __init__(self, message: str) -> None:
+        # ASCII: awslambdaric posts the init error as a latin-1 body, and a value quoted in the
+        # message ("五") would make that post fail, and Lambda report no init error at all.
+        super().__init__(message.encode("ascii", "backslashreplace").decode("ascii"))
 
 
 def _is_serialised_origin(origin: str) -> bool:
@@ -93,7 +158,7 @@ def _is_serialised_origin(origin: str) -> bool:
     return port != {"http": 80, "https": 443}[parts.scheme]
 
 
-class SettingsError(ValueError):
+class SettingsError(StartupError, ValueError):
     """Raised at cold start when an environment variable has a value we cannot use."""
 
 
@@ -166,16 +231,21 @@ class Settings:
             database_url=reader.database_url("DATABASE_URL"),
             bundled_db_path=reader.path("BUNDLED_DB_PATH", default.bundled_db_path),
             sqlite_copy_path=reader.path("SQLITE_COPY_PATH", default.sqlite_copy_path),
-            pool_size=reader.integer("DB_POOL_SIZE", default.pool_size, minimum=1),
-            max_overflow=reader.integer("DB_MAX_OVERFLOW", default.max_overflow, minimum=0),
-            pool_timeout=reader.positive_float("DB_POOL_TIMEOUT", default.pool_timeout),
-            pool_recycle=reader.integer("DB_POOL_RECYCLE", default.pool_recycle, minimum=-1),
+            pool_size=reader.integer("DB_POOL_SIZE", default.pool_size, minimum=1, maximum=MAX_POOL_SIZE),
+            max_overflow=reader.integer("DB_MAX_OVERFLOW", default.max_overflow, minimum=0, maximum=MAX_OVERFLOW),
+            pool_timeout=reader.seconds("DB_POOL_TIMEOUT", default.pool_timeout, maximum=MAX_POOL_TIMEOUT_SECONDS),
+            pool_recycle=reader.integer(
+                "DB_POOL_RECYCLE", default.pool_recycle, minimum=-1, maximum=MAX_POOL_RECYCLE_SECONDS
+            ),
             pool_pre_ping=bool(reader.boolean("DB_POOL_PRE_PING", default.pool_pre_ping)),
             log_level=reader.choice("LOG_LEVEL", default.log_level, LOG_LEVELS),
-            max_page_limit=reader.integer("MAX_PAGE_LIMIT", default.max_page_limit, minimum=1),
+            max_page_limit=reader.integer("MAX_PAGE_LIMIT", default.max_page_limit, minimum=1, maximum=MAX_PAGE_LIMIT),
             db_snapshot_s3_uri=reader.s3_location("DB_SNAPSHOT_S3_URI"),
             db_snapshot_refresh_seconds=reader.integer(
-                "DB_SNAPSHOT_REFRESH_SECONDS", default.db_snapshot_refresh_seconds, minimum=0
+                "DB_SNAPSHOT_REFRESH_SECONDS",
+                default.db_snapshot_refresh_seconds,
+                minimum=0,
+                maximum=MAX_REFRESH_SECONDS,
             ),
             database_secret_arn=reader.pattern("DATABASE_SECRET_ARN", _SECRET_ARN, "a Secrets Manager secret ARN"),
             database_url_ssm_parameter=reader.ssm_parameter("DATABASE_URL_SSM_PARAMETER"),
@@ -244,7 +314,7 @@ class _Reader:
         if raw is None:
             return None
         try:
-            parse_database_url(raw)
+            check_database_driver(parse_database_url(raw))
         except ValueError as exc:
             raise SettingsError(f"{name} {exc}") from None
         return raw
@@ -253,28 +323,34 @@ class _Reader:
         raw = self._raw(name)
         return default if raw is None else Path(raw)
 
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
         raw = self._raw(name)
         if raw is None:
             return default
+        message = f"{name} must be an integer from {minimum} to {maximum}, got {raw!r}"
+        # ASCII digits only: int() also takes "1_000", "+5" and non-ASCII digits.
+        digits = raw.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()):
+            raise SettingsError(message)
         try:
             value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer >= {minimum}, got {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(f"{name} must be an integer >= {minimum}, got {raw!r}")
+        except ValueError:  # more digits than int() reads (4,300): far out of range anyway
+            raise SettingsError(message) from None
+        if not minimum <= value <= maximum:
+            raise SettingsError(message)
         return value
 
-    def positive_float(self, name: str, default: float) -> float:
+    def seconds(self, name: str, default: float, *, maximum: float) -> float:
         raw = self._raw(name)
         if raw is None:
             return default
+        message = f"{name} must be a number of seconds > 0 and <= {maximum:g}, got {raw!r}"
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds > 0, got {raw!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise SettingsError(f"{name} must be a number of seconds > 0, got {raw!r}")
+            raise SettingsError(message) from None
+        if not 0 < value <= maximum:  # also refuses nan and inf
+            raise SettingsError(message)
         return value
 
     def boolean(self, name: str, default: bool | None) -> bool | None:
@@ -320,6 +396,12 @@ class _Reader:
         # serverless-wsgi prefixes the value with "/" itself: "/api" would become "//api".
         if raw.startswith("/") or raw.endswith("/"):
             raise SettingsError(f"{name} must be given without leading or trailing '/', e.g. 'api'; got {raw!r}")
+        # serverless-wsgi uses the value unstripped: " api" would be a prefix no path has.
+        if _BASE_PATH.fullmatch(raw) is None or self._env.get(name, "") != raw:
+            raise SettingsError(
+                f"{name} must be an API Gateway base path mapping (letters, digits, $-_.+!*'() "
+                f"in segments joined by '/'), e.g. 'api' or 'v1/users'; got {self._env.get(name, '')!r}"
+            )
         return raw
 
     def origins(self, name: str) -> frozenset[str]:

@@ -24,6 +24,7 @@ __all__ = [
     "current_invocation",
     "forget_redactions",
     "redact",
+    "write_init_error",
     "write_invocation_line",
 ]
 
@@ -205,6 +206,13 @@ def write_invocation_line(
         _POOL_FIELDS % pool if type(pool) is tuple else _pool_fields(pool),
     )
     sys.stdout.write(line if line.isascii() else _encodable(line))
+    sys.stdout.flush()
+
+
+def write_init_error(exc: BaseException) -> None:
+    """One JSON line on stdout for a cold start that failed before logging was configured."""
+    fields = {"error_type": type(exc).__name__, "error": str(exc)}
+    sys.stdout.write(_json_line(time.time(), "ERROR", LOGGER_NAME, "init failed", fields) + "\n")
     sys.stdout.flush()
 
 

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
-from app.config import DEFAULT_BUNDLED_DB_PATH, S3Location, Settings, SettingsError, parse_database_url
+from app.config import (
+    DEFAULT_BUNDLED_DB_PATH,
+    MAX_POOL_TIMEOUT_SECONDS,
+    S3Location,
+    Settings,
+    SettingsError,
+    parse_database_url,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:users-api/db-AbCdEf"
 
@@ -69,22 +88,46 @@ def test_settings_empty_values_count_as_unset() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("DB_POOL_SIZE", "five", "DB_POOL_SIZE must be an integer >= 1, got 'five'"),
-        ("DB_POOL_SIZE", "0", "DB_POOL_SIZE must be an integer >= 1, got '0'"),
-        ("DB_MAX_OVERFLOW", "-1", "DB_MAX_OVERFLOW must be an integer >= 0, got '-1'"),
-        ("DB_POOL_RECYCLE", "1h", "DB_POOL_RECYCLE must be an integer >= -1, got '1h'"),
-        ("DB_POOL_TIMEOUT", "0", "DB_POOL_TIMEOUT must be a number of seconds > 0, got '0'"),
-        ("DB_POOL_TIMEOUT", "nan", "DB_POOL_TIMEOUT must be a number of seconds > 0, got 'nan'"),
-        ("DB_POOL_TIMEOUT", "inf", "DB_POOL_TIMEOUT must be a number of seconds > 0, got 'inf'"),
+        ("DB_POOL_SIZE", "five", "DB_POOL_SIZE must be an integer from 1 to 100, got 'five'"),
+        ("DB_POOL_SIZE", "0", "DB_POOL_SIZE must be an integer from 1 to 100, got '0'"),
+        ("DB_MAX_OVERFLOW", "-1", "DB_MAX_OVERFLOW must be an integer from 0 to 100, got '-1'"),
+        ("DB_POOL_RECYCLE", "1h", "DB_POOL_RECYCLE must be an integer from -1 to 86400, got '1h'"),
+        ("DB_POOL_TIMEOUT", "0", "DB_POOL_TIMEOUT must be a number of seconds > 0 and <= 900, got '0'"),
+        ("DB_POOL_TIMEOUT", "nan", "DB_POOL_TIMEOUT must be a number of seconds > 0 and <= 900, got 'nan'"),
+        ("DB_POOL_TIMEOUT", "inf", "DB_POOL_TIMEOUT must be a number of seconds > 0 and <= 900, got 'inf'"),
+        # Above threading.TIMEOUT_MAX, every request waiting for a connection got OverflowError (a 500).
+        ("DB_POOL_TIMEOUT", "1e10", "DB_POOL_TIMEOUT must be a number of seconds > 0 and <= 900, got '1e10'"),
+        ("DB_POOL_TIMEOUT", "901", "DB_POOL_TIMEOUT must be a number of seconds > 0 and <= 900, got '901'"),
+        ("DB_POOL_SIZE", "101", "DB_POOL_SIZE must be an integer from 1 to 100, got '101'"),
+        ("DB_POOL_SIZE", "+5", "DB_POOL_SIZE must be an integer from 1 to 100, got '+5'"),
+        ("DB_POOL_SIZE", "1_0", "DB_POOL_SIZE must be an integer from 1 to 100, got '1_0'"),
+        ("DB_POOL_SIZE", "9" * 5000, f"DB_POOL_SIZE must be an integer from 1 to 100, got {'9' * 5000!r}"),
+        ("DB_MAX_OVERFLOW", "101", "DB_MAX_OVERFLOW must be an integer from 0 to 100, got '101'"),
+        ("DB_POOL_RECYCLE", "-2", "DB_POOL_RECYCLE must be an integer from -1 to 86400, got '-2'"),
+        ("DB_POOL_RECYCLE", "86401", "DB_POOL_RECYCLE must be an integer from -1 to 86400, got '86401'"),
+        ("MAX_PAGE_LIMIT", "1000001", "MAX_PAGE_LIMIT must be an integer from 1 to 1000000, got '1000001'"),
+        (
+            "DB_SNAPSHOT_REFRESH_SECONDS",
+            "86401",
+            "DB_SNAPSHOT_REFRESH_SECONDS must be an integer from 0 to 86400, got '86401'",
+        ),
         ("DB_POOL_PRE_PING", "ture", "DB_POOL_PRE_PING must be one of 0, 1, false, no, off, on, true, yes; got 'ture'"),
         # serverless-wsgi reads "on" as false: accepting it would quietly keep the stage in every URL.
         ("STRIP_STAGE_PATH", "on", "STRIP_STAGE_PATH must be one of 0, 1, f, false, n, no, t, true, y, yes; got 'on'"),
-        ("MAX_PAGE_LIMIT", "0", "MAX_PAGE_LIMIT must be an integer >= 1, got '0'"),
-        ("MAX_PAGE_LIMIT", "lots", "MAX_PAGE_LIMIT must be an integer >= 1, got 'lots'"),
+        ("MAX_PAGE_LIMIT", "0", "MAX_PAGE_LIMIT must be an integer from 1 to 1000000, got '0'"),
+        ("MAX_PAGE_LIMIT", "lots", "MAX_PAGE_LIMIT must be an integer from 1 to 1000000, got 'lots'"),
         ("DB_POOL", "static", "DB_POOL must be one of null, queue; got 'static'"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of CRITICAL, DEBUG, ERROR, INFO, WARNING; got 'verbose'"),
-        ("DB_SNAPSHOT_REFRESH_SECONDS", "-1", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '-1'"),
-        ("DB_SNAPSHOT_REFRESH_SECONDS", "5m", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '5m'"),
+        (
+            "DB_SNAPSHOT_REFRESH_SECONDS",
+            "-1",
+            "DB_SNAPSHOT_REFRESH_SECONDS must be an integer from 0 to 86400, got '-1'",
+        ),
+        (
+            "DB_SNAPSHOT_REFRESH_SECONDS",
+            "5m",
+            "DB_SNAPSHOT_REFRESH_SECONDS must be an integer from 0 to 86400, got '5m'",
+        ),
         *[
             (
                 "DB_SNAPSHOT_S3_URI",
@@ -168,21 +211,44 @@ def test_settings_percent_encoded_password_is_accepted() -> None:
     assert (url.password, url.host, url.database) == ("p@ss/w0rd", "db", "app")
 
 
-def test_settings_error_fails_cold_start_import(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+# What a local run (`make run`, `invoke local`: no Lambda Runtime API) prints for a bad setting.
+LOCAL_FAILURES = [
+    pytest.param({"DB_POOL_SIZE": "lots"}, "DB_POOL_SIZE must be an integer from 1 to 100, got 'lots'", id="integer"),
+    pytest.param(
+        {"DB_POOL_TIMEOUT": "1e10"},
+        "DB_POOL_TIMEOUT must be a number of seconds > 0 and <= 900, got '1e10'",
+        id="pool-timeout-overflow",
+    ),
+    pytest.param(
+        {"DATABASE_URL": "mysql://app:Hunter2Secret@db/users"},
+        "DATABASE_URL uses the unsupported dialect 'mysql'; write postgresql+psycopg://user:password@host:5432/db "
+        "(or postgres://...) or sqlite:///path/users.db",
+        id="unsupported-dialect",
+    ),
+    pytest.param(
+        {"SQLITE_COPY_PATH": "{tmp}/a-file/users.db"},
+        "SQLITE_COPY_PATH '{tmp}/a-file/users.db' cannot be written (File exists): "
+        "set it to a file in a writable directory (on Lambda, under /tmp)",
+        id="copy-path-unwritable",
+    ),
+]
 
-    result = subprocess.run(
-        [sys.executable, "-c", "import handler"],
-        env={"DB_POOL_SIZE": "lots", "SQLITE_COPY_PATH": str(tmp_path / "users.db"), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-        check=False,
-    )
 
-    assert result.returncode != 0
-    assert "SettingsError: DB_POOL_SIZE must be an integer >= 1, got 'lots'" in result.stderr
+@pytest.mark.parametrize("how", ["import handler", "python handler.py"])
+@pytest.mark.parametrize(("environ", "message"), LOCAL_FAILURES)
+def test_settings_error_is_one_line_without_traceback_locally(
+    how: str, environ: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    env = {"SQLITE_COPY_PATH": str(tmp_path / "users.db"), "PATH": "/usr/bin:/bin"}
+    env |= {name: value.replace("{tmp}", str(tmp_path)) for name, value in environ.items()}
+    command = [sys.executable, "-c", "import handler"] if how == "import handler" else [sys.executable, "handler.py"]
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"users-api: {message.replace('{tmp}', str(tmp_path))}\n"
+    assert "Hunter2Secret" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -277,3 +343,88 @@ def test_settings_strip_stage_path_accepts_what_serverless_wsgi_reads_the_same_w
     monkeypatch.setenv("STRIP_STAGE_PATH", value)
     script_name = serverless_wsgi.get_script_name({"Host": "abc.execute-api.us-east-1.amazonaws.com"}, {"stage": "dev"})
     assert script_name == ("" if stripped else "/dev")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "postgres://app:pw@db.internal:5432/users",  # Heroku, Render and most tools
+        "postgresql://app:pw@db.internal:5432/users",  # SQLAlchemy's default driver, psycopg2, is not shipped
+        "postgresql+psycopg://app:pw@db.internal:5432/users",
+    ],
+)
+def test_settings_postgres_urls_are_served_by_psycopg(raw: str) -> None:
+    settings = Settings.from_env({"DATABASE_URL": raw})
+
+    url = parse_database_url(str(settings.database_url))
+    assert (url.drivername, url.host, url.password, url.database) == (
+        "postgresql+psycopg",
+        "db.internal",
+        "pw",
+        "users",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "dialect"),
+    [
+        ("mysql://app:Hunter2Secret@db/users", "mysql"),
+        ("mysql+pymysql://app:Hunter2Secret@db/users", "mysql+pymysql"),
+        ("foo://app:Hunter2Secret@db/users", "foo"),
+        ("postgresql+asyncpg://app:Hunter2Secret@db/users", "postgresql+asyncpg"),
+        ("postgresql+psycopg2://app:Hunter2Secret@db/users", "postgresql+psycopg2"),
+    ],
+)
+def test_settings_unsupported_dialect_names_database_url_and_what_to_write(raw: str, dialect: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DATABASE_URL": raw})
+
+    assert str(raised.value) == (
+        f"DATABASE_URL uses the unsupported dialect {dialect!r}; write "
+        "postgresql+psycopg://user:password@host:5432/db (or postgres://...) or sqlite:///path/users.db"
+    )
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql+psycopg"])
+def test_settings_missing_driver_says_what_to_install(scheme: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what `import psycopg` does when it is not installed
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DATABASE_URL": f"{scheme}://app:Hunter2Secret@db/users"})
+
+    assert str(raised.value) == (
+        "DATABASE_URL needs the psycopg driver, which is not installed: pip install -r requirements-postgres.txt"
+    )
+
+
+def test_settings_pool_timeout_bound_is_below_what_queue_pool_can_wait() -> None:
+    # Past threading.TIMEOUT_MAX, a checkout that has to wait raises OverflowError: the 500s
+    # DB_POOL_TIMEOUT=1e10 gave. The documented maximum is far below it, and accepted.
+    pool = QueuePool(
+        cast("Callable[[], DBAPIConnection]", lambda: sqlite3.connect(":memory:")),
+        pool_size=1,
+        max_overflow=0,
+        timeout=1e10,
+    )
+    held = pool.connect()
+    try:
+        with pytest.raises(OverflowError):
+            pool.connect()
+    finally:
+        held.close()
+        pool.dispose()  # closes the sqlite3 connection (else a ResourceWarning in a later test)
+    assert threading.TIMEOUT_MAX > MAX_POOL_TIMEOUT_SECONDS
+    assert Settings.from_env({"DB_POOL_TIMEOUT": "900"}).pool_timeout == MAX_POOL_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize("value", [" api", "api path", "api//v1", "api?x=1", "api#x"])
+def test_settings_base_path_must_be_a_base_path_mapping(value: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"API_GATEWAY_BASE_PATH": value})
+
+    assert str(raised.value).startswith("API_GATEWAY_BASE_PATH must be an API Gateway base path mapping")
+
+
+@pytest.mark.parametrize("value", ["api", "v1", "api/v2", "$api_1.x"])
+def test_settings_base_path_accepts_mappings(value: str) -> None:
+    Settings.from_env({"API_GATEWAY_BASE_PATH": value})

@@ -320,3 +320,38 @@ def test_snapstart_hooks_remake_the_copy_and_serve_after_restore(
     restored = next(line for line in runtime.log_lines() if line["message"] == "after restore: ready")
     assert restored["bundle_copied"] is True
     assert not api.restore_errors and not api.init_errors
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"DB_POOL_SIZE": "lots"}, "DB_POOL_SIZE", id="bad-integer"),
+        pytest.param({"DB_POOL_SIZE": "\u4e94"}, "DB_POOL_SIZE", id="non-ascii-value"),
+        pytest.param({"DATABASE_URL": "mysql://app:Hunter2Secret@db/users"}, "DATABASE_URL", id="unsupported-dialect"),
+    ],
+)
+def test_runtime_client_bad_setting_is_one_json_line_and_the_init_error(
+    env: dict[str, str], variable: str, start_runtime: Callable[..., RuntimeProcess]
+) -> None:
+    with RuntimeApi() as api:
+        runtime = start_runtime(api, **env)
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        # The runtime posts the init error, then exits: wait for the post, not the exit.
+        while not api.init_errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        runtime.stop()
+        init_errors = api.init_errors
+
+    assert len(init_errors) == 1, runtime.output_tail()
+    error = init_errors[0].json()
+    assert error["errorType"] == "SettingsError"
+    assert error["errorMessage"].startswith(f"{variable} ")
+    # Ours: one JSON line. The runtime's own: a warning and the init error, as text (not ours to shape).
+    stdout = runtime.stdout_path.read_text(encoding="utf-8").splitlines()
+    ours = [json.loads(line) for line in stdout if line.startswith("{")]
+    assert [(line["level"], line["message"], line["error_type"], line["error"]) for line in ours] == [
+        ("ERROR", "init failed", "SettingsError", error["errorMessage"])
+    ]
+    assert any(line.startswith(f"[ERROR] SettingsError: {error['errorMessage']}") for line in stdout)
+    everything = runtime.output_tail() + init_errors[0].body.decode()
+    assert "Hunter2Secret" not in everything

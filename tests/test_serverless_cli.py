@@ -160,6 +160,87 @@ def test_invoke_local_reads_the_shells_database_url(tmp_path: Path) -> None:
     assert initialised["database"] == f"sqlite:///{local_db}"
 
 
+@needs_cli
+def test_invoke_local_bad_setting_is_one_line_without_python_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(OSLS), "invoke", "local", "--function", "api", "--path", "events/http-api-v2.json"],
+        cwd=ROOT,
+        env=cli_env(tmp_path) | {"DATABASE_URL": "mysql://app:Hunter2Secret@db/users"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # The handler's one line; osls then reports the failed child process its own way.
+    assert [line for line in output.splitlines() if "DATABASE_URL" in line] == [
+        "users-api: DATABASE_URL uses the unsupported dialect 'mysql'; write "
+        "postgresql+psycopg://user:password@host:5432/db (or postgres://...) or sqlite:///path/users.db"
+    ]
+    assert "Traceback" not in output
+    assert "Hunter2Secret" not in output
+
+
+@needs_cli
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        pytest.param(
+            {"DATABASE_URL": "mysql://app:Hunter2Secret@db/users"},
+            "users-api: DATABASE_URL uses the unsupported dialect 'mysql'; write "
+            "postgresql+psycopg://user:password@host:5432/db (or postgres://...) or sqlite:///path/users.db",
+            id="unsupported-dialect",
+        ),
+        pytest.param(
+            {"SQLITE_COPY_PATH": "{tmp}/a-file/users.db"},
+            "users-api: SQLITE_COPY_PATH '{tmp}/a-file/users.db' cannot be written (File exists): "
+            "set it to a file in a writable directory (on Lambda, under /tmp)",
+            id="copy-path-unwritable",
+        ),
+    ],
+)
+def test_make_invoke_bad_setting_is_all_the_user_sees(environ: dict[str, str], line: str, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    env = cli_env(tmp_path) | {name: value.replace("{tmp}", str(tmp_path)) for name, value in environ.items()}
+    # As a user runs it, at the top level (under `make test` it would say "make[1]").
+    for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(name, None)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "invoke", "EVENT=events/http-api-v2.json"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    # The one line, then make's own note of the failed recipe; no stack trace of any kind.
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == line.replace("{tmp}", str(tmp_path))
+    assert len(lines) == 2 and lines[1].startswith("make: *** "), result.stderr
+    assert "Hunter2Secret" not in result.stderr
+
+
+@needs_cli
+def test_invoke_local_sample_in_docs_is_what_it_prints(tmp_path: Path) -> None:
+    # Issue 18: docs/serverless-cli.md's sample response lacked Vary (and ETag came later).
+    text = (ROOT / "docs" / "serverless-cli.md").read_text(encoding="utf-8")
+    sample = text.split("$ npx osls invoke local -f api --path events/http-api-v2.json\n", 1)[1].split("```", 1)[0]
+    documented = json.loads(sample[sample.index("\n{\n") :])  # the response, after the log lines
+
+    _, response = invoke_local(tmp_path, "--path", "events/http-api-v2.json")
+
+    assert response == documented
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -8,17 +8,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from app.config import StartupError
 from app.storage.s3_snapshot import SnapshotError, verify_sqlite_file
 
-__all__ = ["BundleInvalidError", "BundleMissingError", "ensure_local_copy", "verify_bundle"]
+__all__ = ["BundleInvalidError", "BundleMissingError", "CopyPathError", "ensure_local_copy", "verify_bundle"]
 
 
-class BundleMissingError(FileNotFoundError):
+class BundleMissingError(FileNotFoundError, StartupError):
     """Raised at cold start when the bundled database file is not in the deployment package."""
 
 
-class BundleInvalidError(RuntimeError):
+class BundleInvalidError(RuntimeError, StartupError):
     """Raised at cold start when the bundled database is not a usable users database: a deploy mistake."""
+
+
+class CopyPathError(OSError, StartupError):
+    """Raised when the copy cannot be written where SQLITE_COPY_PATH says (an OSError: `repair` expects one)."""
 
 
 def verify_bundle(copy: Path, *, required_table: str) -> None:
@@ -45,14 +50,28 @@ def ensure_local_copy(bundle: Path, target: Path) -> bool:
         raise BundleMissingError(f"bundled database not found at {bundle}; build it with `make db`")
     if target.is_file() and filecmp.cmp(bundle, target, shallow=False):
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _copy_path_error(target, exc) from None
     os.close(fd)
     try:
         # No fsync: /tmp does not outlive the execution environment, so durability buys nothing.
         shutil.copyfile(bundle, tmp_name)
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, BundleMissingError):
+            raise _copy_path_error(target, exc) from None
         raise
     return True
+
+
+def _copy_path_error(target: Path, exc: OSError) -> CopyPathError:
+    # Named by the setting and its value, not by the temp file the OSError was about.
+    reason = exc.strerror or type(exc).__name__
+    return CopyPathError(
+        f"SQLITE_COPY_PATH {str(target)!r} cannot be written ({reason}): "
+        "set it to a file in a writable directory (on Lambda, under /tmp)"
+    )

@@ -223,10 +223,12 @@ def _parse_after(raw: str | None) -> int | None:
 def _parse_limit(raw: str | None, max_limit: int) -> int | None:
     if raw is None:
         return None
-    # Digits only: int() would also take " 7", "+7", "7_000" and non-ASCII digits. Longer than
-    # the maximum is too large without parsing it (int() of 5,000 digits raises, too).
-    digits_ok = raw.isascii() and raw.isdigit() and len(raw) <= len(str(max_limit))
-    value = int(raw) if digits_ok else 0
+    # Digits only: int() would also take " 7", "+7", "7_000" and non-ASCII digits. Leading
+    # zeros are allowed, any number of them ("00002" and "000002" are both 2); what is left
+    # longer than the maximum is too large without parsing it (int() of 5,000 digits raises).
+    significant = raw.lstrip("0")
+    digits_ok = raw.isascii() and raw.isdigit() and len(significant) <= len(str(max_limit))
+    value = int(significant or "0") if digits_ok else 0
     if not 1 <= value <= max_limit:
         raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {max_limit}.")
     return value

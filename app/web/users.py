@@ -8,8 +8,6 @@ from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Connection
-from werkzeug.datastructures import MIMEAccept
-from werkzeug.http import parse_accept_header
 
 from app.config import SETTINGS_KEY
 from app.storage import DATABASE_KEY
@@ -17,14 +15,16 @@ from app.storage.queries import answer_deadline, fetch_users_after, read_with_re
 from app.web.conditional import body_etag, is_not_modified, not_modified_response, query_etag
 from app.web.cursor import encode_cursor
 from app.web.errors import ApiError
+from app.web.negotiation import choose_media_type
 from app.web.pages import JSON, TEXT, NameFormat, Page, PageQuery, body_budget, collect_page, parse_page_query
 
 __all__ = ["bp"]
 
 bp = Blueprint("users", __name__)
 
-# What `Accept` chooses between; on a tie (`*/*`) the first, the seed's text.
+# What `Accept` chooses between; on a tie (`*/*`, equal q-values) the first, the seed's text.
 _OFFERED: dict[str, NameFormat] = {TEXT.mimetype: TEXT, JSON.mimetype: JSON}
+_OFFERED_TYPES: tuple[str, ...] = tuple(_OFFERED)
 _ANYTHING: frozenset[str] = frozenset({"", "*/*"})
 # Distinct Accept headers remembered; a client cannot grow it past this bound.
 _ACCEPT_CACHE_SIZE: int = 256
@@ -105,12 +105,10 @@ def _negotiate() -> NameFormat:
 
 @lru_cache(maxsize=_ACCEPT_CACHE_SIZE)
 def _format_for_accept(accept: str) -> NameFormat | None:
-    """The format an Accept header chooses (None: neither is acceptable). Cached: browsers send one
-    long header that werkzeug would parse and match on every request (bench/RESULTS.md)."""
-    accept_mimetypes = parse_accept_header(accept, MIMEAccept)
-    if not accept_mimetypes:  # nothing werkzeug could parse: treated as no Accept header
-        return TEXT
-    best = accept_mimetypes.best_match(_OFFERED)
+    """The format an Accept header chooses (None: neither is acceptable; app/web/negotiation.py
+    says how). Cached: browsers send one long header that would be parsed and matched on every
+    request (bench/RESULTS.md)."""
+    best = choose_media_type(accept, _OFFERED_TYPES)
     return None if best is None else _OFFERED[best]
 
 

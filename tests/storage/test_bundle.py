@@ -17,7 +17,7 @@ from flask import Flask
 from app import create_app
 from app.adapter import make_handler
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
-from app.storage.bundle import BundleInvalidError, BundleMissingError, ensure_local_copy
+from app.storage.bundle import BundleInvalidError, BundleMissingError, CopyPathError, ensure_local_copy
 from tests.conftest import FakeContext, engine_of, log_lines
 from tests.events import make_v1_event
 from tests.tables import build_users_db
@@ -236,3 +236,24 @@ def test_bundle_copy_replaced_while_warm_is_restored(app: Flask, settings: Setti
     response = handler(make_v1_event(), FakeContext())
 
     assert (response["statusCode"], response["body"]) == (200, "Alice,Bob,Carol,Dave,Eve")
+
+
+@pytest.mark.parametrize("blocker", ["parent-is-a-file", "target-is-a-directory"])
+def test_bundle_unwritable_copy_path_is_named(blocker: str, bundle: Path, tmp_path: Path) -> None:
+    if blocker == "parent-is-a-file":
+        (tmp_path / "blocked").write_text("a file")
+        target = tmp_path / "blocked" / "users.db"
+    else:
+        target = tmp_path / "users.db"
+        target.mkdir()
+
+    with pytest.raises(CopyPathError) as raised:
+        ensure_local_copy(bundle, target)
+
+    # An OSError still (Database.repair catches those while warm), named by the setting, one line.
+    assert isinstance(raised.value, OSError)
+    message = str(raised.value)
+    assert message.startswith(f"SQLITE_COPY_PATH {str(target)!r} cannot be written (")
+    assert "\n" not in message
+    assert ".tmp" not in message
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -180,6 +180,14 @@ def test_parse_page_query_reads_all_parameters() -> None:
     assert parse_page_query(args, 100) == PageQuery(after=42, limit=100, format=JSON)
 
 
+# Leading zeros are read the same way however many there are (issue 18: "00002" was accepted,
+# "000002" refused, against a maximum of 10000).
+@pytest.mark.parametrize(("raw", "limit"), [("00002", 2), ("000002", 2), ("0" * 500 + "7", 7), ("0100", 100)])
+def test_parse_page_query_allows_any_number_of_leading_zeros(raw: str, limit: int) -> None:
+    assert parse_page_query(MultiDict({"limit": raw}), 100).limit == limit
+    assert parse_page_query(MultiDict({"limit": raw}), 10_000).limit == limit
+
+
 LIMIT_MESSAGE = "limit must be a whole number from 1 to 100."
 CURSOR_MESSAGE = "after must be a cursor taken unchanged from a next link or a JSON 'next'."
 
@@ -190,6 +198,8 @@ CURSOR_MESSAGE = "after must be a cursor taken unchanged from a next link or a J
         pytest.param({"limit": "0"}, "invalid_limit", LIMIT_MESSAGE, id="limit-zero"),
         pytest.param({"limit": "-1"}, "invalid_limit", LIMIT_MESSAGE, id="limit-negative"),
         pytest.param({"limit": "101"}, "invalid_limit", LIMIT_MESSAGE, id="limit-over-max"),
+        pytest.param({"limit": "000101"}, "invalid_limit", LIMIT_MESSAGE, id="limit-over-max-zero-padded"),
+        pytest.param({"limit": "000"}, "invalid_limit", LIMIT_MESSAGE, id="limit-zeros"),
         pytest.param({"limit": "9" * 5000}, "invalid_limit", LIMIT_MESSAGE, id="limit-huge"),
         pytest.param({"limit": "ten"}, "invalid_limit", LIMIT_MESSAGE, id="limit-word"),
         pytest.param({"limit": ""}, "invalid_limit", LIMIT_MESSAGE, id="limit-empty"),
