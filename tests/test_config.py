@@ -83,6 +83,7 @@ def test_settings_empty_values_count_as_unset() -> None:
         ("MAX_PAGE_LIMIT", "lots", "MAX_PAGE_LIMIT must be an integer >= 1, got 'lots'"),
         ("DB_POOL", "static", "DB_POOL must be one of null, queue; got 'static'"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be one of CRITICAL, DEBUG, ERROR, INFO, WARNING; got 'verbose'"),
+        ("LOG_FORMAT", "pretty", "LOG_FORMAT must be one of auto, json, text; got 'pretty'"),
         ("DB_SNAPSHOT_REFRESH_SECONDS", "-1", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '-1'"),
         ("DB_SNAPSHOT_REFRESH_SECONDS", "5m", "DB_SNAPSHOT_REFRESH_SECONDS must be an integer >= 0, got '5m'"),
         *[
@@ -277,3 +278,8 @@ def test_settings_strip_stage_path_accepts_what_serverless_wsgi_reads_the_same_w
     monkeypatch.setenv("STRIP_STAGE_PATH", value)
     script_name = serverless_wsgi.get_script_name({"Host": "abc.execute-api.us-east-1.amazonaws.com"}, {"stage": "dev"})
     assert script_name == ("" if stripped else "/dev")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, "auto"), ("", "auto"), ("TEXT", "text"), ("json", "json")])
+def test_config_log_format(raw: str | None, expected: str) -> None:
+    assert Settings.from_env({} if raw is None else {"LOG_FORMAT": raw}).log_format == expected
