@@ -25,5 +25,7 @@ gc.freeze()
 gc.enable()
 
 if __name__ == "__main__":
-    # Local development only: Lambda imports this module and never runs this block.
-    app.run(host="127.0.0.1", port=5000, debug=True)
+    # Local development only (make run PORT=...): Lambda imports this module, never runs it.
+    from app.local import serve
+
+    serve(app)
