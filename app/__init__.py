@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     """
     if settings is None:
         settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     app = Flask(__name__)
     app.extensions[SETTINGS_KEY] = settings

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -31,7 +32,7 @@ from app.web.errors import JSON_MIMETYPE, error_body
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["EventSource", "LambdaHandler", "classify_event", "make_handler"]
+__all__ = ["EventSource", "LambdaHandler", "classify_event", "log_request", "make_handler"]
 
 LambdaHandler = Callable[[Any, LambdaContext | None], LambdaResponse]
 
@@ -43,6 +44,10 @@ UNSUPPORTED_EVENT_MESSAGE: str = (
 )
 INVALID_EVENT_MESSAGE: str = "The HTTP event is malformed and cannot be served as a request."
 DEFAULT_STAGE: str = "$default"
+# serverless-offline's Python runner gives every invocation this aws_request_id; its REST
+# events carry a fresh requestContext.requestId, its HTTP API events "offlineContext_...".
+OFFLINE_REQUEST_ID: str = "1234567890"
+OFFLINE_PLACEHOLDER_PREFIX: str = "offlineContext_"
 # serverless-offline marks the REST events it makes; it serves them under "/<stage>" on a
 # loopback host, where serverless-wsgi (which looks for "amazonaws.com") sets no stage prefix.
 OFFLINE_ACCOUNT_ID: str = "offlineContext_accountId"
@@ -319,7 +324,7 @@ def make_handler(app: Flask) -> LambdaHandler:
     def handler(event: Any, context: LambdaContext | None) -> LambdaResponse:
         nonlocal cold_start
         started = time.perf_counter()
-        current_invocation.request_id = getattr(context, "aws_request_id", None)
+        current_invocation.request_id = _request_id(event, context)
         current_invocation.cold_start = cold_start
         cold_start = False
         source = classify_event(event)
@@ -337,6 +342,17 @@ def make_handler(app: Flask) -> LambdaHandler:
         return response
 
     return handler
+
+
+def _request_id(event: Any, context: LambdaContext | None) -> str | None:
+    request_id: str | None = getattr(context, "aws_request_id", None)
+    if request_id != OFFLINE_REQUEST_ID:
+        return request_id
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    event_id = request_context.get("requestId") if isinstance(request_context, dict) else None
+    if isinstance(event_id, str) and event_id and not event_id.startswith(OFFLINE_PLACEHOLDER_PREFIX):
+        return event_id
+    return str(uuid.uuid4())  # one per request all the same, so that its lines can be told apart
 
 
 def _respond(apps: dict[EventSource, _SourceApp], source: EventSource, event: Any, context: Any) -> LambdaResponse:
@@ -364,6 +380,13 @@ def _log_invocation(
     if not _logger.isEnabledFor(logging.INFO):
         return
     method, path = _request_line(event, source)
+    log_request(database, source.value, method, path, response.get("statusCode"), started)
+
+
+def log_request(
+    database: Database, source: str, method: str | None, path: str | None, status: int | None, started: float
+) -> None:
+    """Log the line that closes a request, begun at `perf_counter()` `started` (also app/local.py's)."""
     engine = database.engine
     pool = None if engine is None else engine.pool  # None: an S3 snapshot that has not loaded yet
     figures: tuple[int, int, int] | str | None = None
@@ -374,10 +397,10 @@ def _log_invocation(
         figures = type(pool).__name__
     write_invocation_line(
         _logger,
-        source=source.value,
+        source=source,
         method=method,
         path=path,
-        status=response.get("statusCode"),
+        status=status,
         duration_ms=(time.perf_counter() - started) * 1000,
         pool=figures,
     )

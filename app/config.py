@@ -38,6 +38,8 @@ DEFAULT_BUNDLED_DB_PATH: Path = Path(__file__).resolve().parent.parent / "data" 
 DEFAULT_SQLITE_COPY_NAME: str = "users.db"
 POOL_KINDS: frozenset[str] = frozenset({"queue", "null"})
 LOG_LEVELS: frozenset[str] = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+# "auto": text lines when stderr is a terminal, JSON lines otherwise (app/logs.py decides).
+LOG_FORMATS: frozenset[str] = frozenset({"auto", "json", "text"})
 _TRUE_VALUES: frozenset[str] = frozenset({"1", "true", "yes", "on"})
 _FALSE_VALUES: frozenset[str] = frozenset({"0", "false", "no", "off"})
 # serverless-wsgi 3.x treats exactly these as true (get_script_name) and anything else as false.
@@ -197,6 +199,7 @@ class Settings:
     # without its round trip on every warm request (docs/postgresql.md, measured).
     pool_pre_ping: bool = False
     log_level: str = "INFO"
+    log_format: str = "auto"
     # Largest `limit` GET /users accepts. Pages are also cut by size (app/web/pages.py).
     max_page_limit: int = 10_000
     # Serve a SQLite snapshot downloaded from S3 at cold start instead of the bundled file.
@@ -239,6 +242,7 @@ class Settings:
             ),
             pool_pre_ping=bool(reader.boolean("DB_POOL_PRE_PING", default.pool_pre_ping)),
             log_level=reader.choice("LOG_LEVEL", default.log_level, LOG_LEVELS),
+            log_format=reader.keyword("LOG_FORMAT", default.log_format, LOG_FORMATS),
             max_page_limit=reader.integer("MAX_PAGE_LIMIT", default.max_page_limit, minimum=1, maximum=MAX_PAGE_LIMIT),
             db_snapshot_s3_uri=reader.s3_location("DB_SNAPSHOT_S3_URI"),
             db_snapshot_refresh_seconds=reader.integer(

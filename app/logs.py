@@ -1,4 +1,5 @@
-"""JSON-lines logging on stdout, the format CloudWatch Logs ingests and Logs Insights queries.
+"""Logging on stdout: JSON lines, the format CloudWatch Logs ingests and Logs Insights queries,
+or readable text lines for a person at a terminal (LOG_FORMAT, docs/logs.md).
 
 Every line carries the current invocation's request id and cold-start flag, so the
 lines of one invocation can be found together. Structured fields are passed as
@@ -20,6 +21,7 @@ __all__ = [
     "LOGGER_NAME",
     "REDACTED",
     "JsonFormatter",
+    "TextFormatter",
     "configure_logging",
     "current_invocation",
     "forget_redactions",
@@ -87,8 +89,8 @@ class _CurrentInvocation:
 current_invocation = _CurrentInvocation()
 
 
-def _json_line(created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None) -> str:
-    """One log line: the common keys, then `fields`, as JSON with registered secrets masked."""
+def _entry(created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None) -> dict[str, Any]:
+    """One log line's keys: the common ones, then `fields`, registered secrets masked."""
     entry: dict[str, Any] = {
         "time": f"{_utc_second(int(created))}.{int((created % 1) * 1000):03d}Z",
         "level": level,
@@ -101,7 +103,12 @@ def _json_line(created: float, level: str, logger: str, message: str, fields: di
         entry.update(fields)
     if _secrets:
         entry = {key: _masked(value) for key, value in entry.items()}
-    return _encodable(_encode_json(entry))
+    return entry
+
+
+def _json_line(created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None) -> str:
+    """One log line as JSON."""
+    return _encodable(_encode_json(_entry(created, level, logger, message, fields)))
 
 
 def _encodable(line: str) -> str:
@@ -123,10 +130,38 @@ class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object on one line (tracebacks included, escaped)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] | None = getattr(record, "fields", None)
-        if record.exc_info:
-            fields = {**(fields or {}), "exception": self.formatException(record.exc_info)}
+        fields = _record_fields(self, record)
         return _json_line(record.created, record.levelname, record.name, record.getMessage(), fields)
+
+
+def _record_fields(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str, Any] | None:
+    fields: dict[str, Any] | None = getattr(record, "fields", None)
+    if record.exc_info:
+        fields = {**(fields or {}), "exception": formatter.formatException(record.exc_info)}
+    return fields
+
+
+class TextFormatter(logging.Formatter):
+    """Format a record as one readable line, `12:00:00.123 INFO  app message key=value ...` (UTC).
+
+    The same keys as JsonFormatter, masked the same way; keys without a value are left out,
+    and a traceback follows on lines of its own.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = _entry(record.created, record.levelname, record.name, record.getMessage(), _record_fields(self, record))
+        head = f"{entry.pop('time')[11:23]} {entry.pop('level'):<5} {entry.pop('logger')} {entry.pop('message')}"
+        exception = entry.pop("exception", None)
+        pairs = "".join(f" {key}={_text_value(value)}" for key, value in entry.items() if value is not None)
+        line = head + pairs + (f"\n{exception}" if exception is not None else "")
+        # A lone surrogate from an event cannot be written as UTF-8: escape it, keep the line.
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, str) and value and not any(char.isspace() or char in '"=' for char in value):
+        return value
+    return _encode_json(value)
 
 
 @lru_cache(maxsize=1)
@@ -136,15 +171,16 @@ def _utc_second(epoch_second: int) -> str:
 
 
 # The per-invocation line, pre-laid out: the same keys, order and JSON as JsonFormatter gives
-# for these fields (tests/test_logs.py checks it). The one fast path: every invocation pays
-# for this line, and only its few strings go through the JSON encoder, which halves its cost
-# (bench/RESULTS.md, "where the time goes").
+# for these fields (tests/test_logs.py checks it). The one fast path, taken only while our JSON
+# handler is the only one: it saves ~100 µs of a ~600 µs warm invocation against
+# `logger.info` (a LogRecord, handler locks, the formatter's dict), measured for #20.
 _INVOCATION_LINE: str = (
     '{"time": "%s.%03dZ", "level": "INFO", "logger": %s, "message": "invocation", "request_id": %s, '
     '"cold_start": %s, "source": %s, "method": %s, "path": %s, "status": %s, "duration_ms": %.3f%s}\n'
 )
 _JSON_BOOLEANS: dict[bool | None, str] = {True: "true", False: "false", None: "null"}
 _POOL_FIELDS: str = ', "pool_size": %d, "pool_checked_out": %d, "pool_overflow": %d'
+_PACKAGE_LOGGER: logging.Logger = logging.getLogger(LOGGER_NAME)
 
 
 def _scalar(value: str | int | bool | None) -> str:
@@ -175,16 +211,25 @@ def write_invocation_line(
     duration_ms: float,
     pool: tuple[int, int, int] | str | None,
 ) -> None:
-    """Write the INFO line that closes an invocation straight to stdout.
+    """Log the INFO line that closes an invocation: `logger.info("invocation", extra={"fields": ...})`.
 
     `pool` is a queue pool's (size, checked out, overflow), another pool's class name, or
     None when there is no engine yet.
 
-    The same keys, values, level check and masking as `logger.info("invocation", extra={"fields": ...})`,
-    without a LogRecord, handler locks and the caller lookup. Handlers added to the logger do
-    not see this line.
+    While the package's JSON handler is the only one (as on Lambda), the line is written
+    straight to stdout, the same JSON without a LogRecord, handler locks and the caller
+    lookup. With another handler or format, it goes through the logger, so that they see it.
     """
     if not logger.isEnabledFor(logging.INFO):
+        return
+    if not _json_handler_alone(logger):
+        fields: dict[str, Any] = {"source": source, "method": method, "path": path, "status": status}
+        fields["duration_ms"] = round(duration_ms, 3)
+        if isinstance(pool, tuple):
+            fields["pool_size"], fields["pool_checked_out"], fields["pool_overflow"] = pool
+        elif pool is not None:
+            fields["pool"] = pool
+        logger.info("invocation", extra={"fields": fields})
         return
     now = time.time()
     second = int(now)
@@ -216,6 +261,19 @@ def write_init_error(exc: BaseException) -> None:
     sys.stdout.flush()
 
 
+def _json_handler_alone(logger: logging.Logger) -> bool:
+    """Whether `logger`'s records reach the package's JSON handler and nothing else (no filters either)."""
+    if logger is not _PACKAGE_LOGGER and (logger.handlers or logger.filters or logger.parent is not _PACKAGE_LOGGER):
+        return False
+    handlers = _PACKAGE_LOGGER.handlers
+    return (
+        len(handlers) == 1
+        and type(handlers[0].formatter) is JsonFormatter
+        and not handlers[0].filters
+        and not _PACKAGE_LOGGER.filters
+    )
+
+
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler bound to whatever `sys.stdout` is at emit time (test capture swaps it)."""
 
@@ -228,17 +286,22 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(level: str) -> logging.Logger:
-    """Send the package's logs to stdout as JSON lines, once, and return the package logger.
+def configure_logging(level: str, log_format: str = "auto") -> logging.Logger:
+    """Send the package's logs to stdout, once, and return the package logger.
 
-    The logger does not propagate: the Lambda runtime puts its own text handler on the
-    root logger, and each line should reach CloudWatch once, as JSON.
+    `log_format` is "json", "text", or "auto": text when stderr is a terminal (a person is
+    reading), JSON otherwise (Lambda, pipes, files). The logger does not propagate: the
+    Lambda runtime puts its own text handler on the root logger, and each line should reach
+    CloudWatch once, as JSON.
     """
-    logger = logging.getLogger(LOGGER_NAME)
+    if log_format == "auto":
+        log_format = "text" if sys.stderr is not None and sys.stderr.isatty() else "json"
+    logger = _PACKAGE_LOGGER
     logger.setLevel(level)
     logger.propagate = False
-    if not any(isinstance(handler, _StdoutHandler) for handler in logger.handlers):
+    handler = next((handler for handler in logger.handlers if isinstance(handler, _StdoutHandler)), None)
+    if handler is None:
         handler = _StdoutHandler()
-        handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
+    handler.setFormatter(TextFormatter() if log_format == "text" else JsonFormatter())
     return logger

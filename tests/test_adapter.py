@@ -570,3 +570,21 @@ def test_handler_header_value_with_a_line_break_is_400_json(
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"] == "invalid_event"
     assert "Set-Cookie" not in response_headers(response)
+
+
+def test_handler_takes_request_id_from_the_event_under_serverless_offline(
+    lambda_handler: LambdaHandler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # serverless-offline's Python runner says aws_request_id "1234567890" for every invocation.
+    offline = FakeContext(aws_request_id="1234567890")
+    rest = load_event("offline-rest-v1-root")
+    capsys.readouterr()
+
+    lambda_handler(rest, offline)
+    lambda_handler(load_event("offline-http-api-v2-post"), offline)  # requestId: a placeholder too
+    lambda_handler(load_event("offline-http-api-v2-post"), offline)
+
+    ids = [line["request_id"] for line in log_lines(capsys.readouterr().out) if line["message"] == "invocation"]
+    assert ids[0] == rest["requestContext"]["requestId"]
+    assert len(set(ids)) == 3
+    assert not any(request_id.startswith(("offlineContext_", "1234567890")) for request_id in ids)

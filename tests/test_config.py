@@ -128,6 +128,7 @@ def test_settings_empty_values_count_as_unset() -> None:
             "5m",
             "DB_SNAPSHOT_REFRESH_SECONDS must be an integer from 0 to 86400, got '5m'",
         ),
+        ("LOG_FORMAT", "pretty", "LOG_FORMAT must be one of auto, json, text; got 'pretty'"),
         *[
             (
                 "DB_SNAPSHOT_S3_URI",
@@ -428,3 +429,8 @@ def test_settings_base_path_must_be_a_base_path_mapping(value: str) -> None:
 @pytest.mark.parametrize("value", ["api", "v1", "api/v2", "$api_1.x"])
 def test_settings_base_path_accepts_mappings(value: str) -> None:
     Settings.from_env({"API_GATEWAY_BASE_PATH": value})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, "auto"), ("", "auto"), ("TEXT", "text"), ("json", "json")])
+def test_config_log_format(raw: str | None, expected: str) -> None:
+    assert Settings.from_env({} if raw is None else {"LOG_FORMAT": raw}).log_format == expected

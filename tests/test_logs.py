@@ -1,9 +1,10 @@
-"""JSON log lines: one object per line, invocation fields, no secrets."""
+"""Log lines: one JSON object (or one readable text line) per record, invocation fields, no secrets."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -220,3 +221,80 @@ def test_logs_invocation_line_masks_and_respects_level(capsys: pytest.CaptureFix
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["path"] == "***"
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_logs_invocation_line_reaches_added_handlers(capsys: pytest.CaptureFixture[str]) -> None:
+    # An error tracker (Sentry, say) adds a handler: the line must reach it, as the same JSON.
+    package = configure_logging("INFO", "json")
+    logger = logging.getLogger(f"{LOGGER_NAME}.invocation")
+    collect = _Collect()
+    line = {"source": "alb", "method": "GET", "path": "/users", "status": 200, "duration_ms": 0.5, "pool": "NullPool"}
+    write_invocation_line(logger, **line)  # type: ignore[arg-type]
+    package.addHandler(collect)
+    try:
+        write_invocation_line(logger, **line)  # type: ignore[arg-type]
+    finally:
+        package.removeHandler(collect)
+
+    fast, through_logger = (json.loads(out) for out in capsys.readouterr().out.splitlines())
+    assert len(collect.records) == 1
+    collected = json.loads(JsonFormatter().format(collect.records[0]))
+    for entry in (through_logger, collected):
+        assert {k: v for k, v in entry.items() if k != "time"} == {k: v for k, v in fast.items() if k != "time"}
+
+
+def test_logs_text_format_is_one_readable_line_and_traceback_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = configure_logging("INFO", "text")
+    invocation = logging.getLogger(f"{LOGGER_NAME}.invocation")
+    redact("s3cr3t")
+    current_invocation.request_id, current_invocation.cold_start = "req-1", False
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("it failed", extra={"fields": {"name": "Zoë Smith", "pw": "s3cr3t", "none": None}})
+        write_invocation_line(
+            invocation, source="local", method="GET", path="/users", status=200, duration_ms=1.5, pool=(5, 1, 0)
+        )
+    finally:
+        current_invocation.request_id = current_invocation.cold_start = None
+        forget_redactions()
+        configure_logging("INFO", "json")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        r'\d\d:\d\d:\d\d\.\d{3} ERROR app it failed request_id=req-1 cold_start=false name="Zoë Smith" pw=\*\*\*',
+        lines[0],
+    )
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-2] == "ValueError: boom"
+    assert lines[-1].endswith(
+        " INFO  app.invocation invocation request_id=req-1 cold_start=false source=local method=GET path=/users"
+        " status=200 duration_ms=1.5 pool_size=5 pool_checked_out=1 pool_overflow=0"
+    )
+
+
+@pytest.mark.parametrize(("terminal", "expected"), [(True, "TextFormatter"), (False, "JsonFormatter")])
+def test_logs_auto_format_is_text_only_on_a_terminal(
+    terminal: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Stderr:
+        def isatty(self) -> bool:
+            return terminal
+
+    monkeypatch.setattr("sys.stderr", Stderr())
+    try:
+        logger = configure_logging("INFO", "auto")
+        ours = [handler for handler in logger.handlers if type(handler).__name__ == "_StdoutHandler"]
+        assert [type(handler.formatter).__name__ for handler in ours] == [expected]
+    finally:
+        configure_logging("INFO", "json")

@@ -101,7 +101,8 @@ NOT_DEPLOYED = {"DATABASE_URL"}
 def test_serverless_yml_environment_mirrors_settings() -> None:
     config = yaml.safe_load((ROOT / "serverless.yml").read_text(encoding="utf-8"))
     environment: dict[str, str] = config["provider"]["environment"]
-    env_pattern = re.compile(r"^\$\{env:(?P<name>[A-Z0-9_]+), '(?P<default>[^']*)'\}$")
+    # Empty fallbacks: the defaults live in Settings alone.
+    env_pattern = re.compile(r"^\$\{env:(?P<name>[A-Z0-9_]+), ''\}$")
 
     defaults = {}
     for name, value in environment.items():
@@ -110,9 +111,9 @@ def test_serverless_yml_environment_mirrors_settings() -> None:
             defaults[name] = config["params"]["default"][STAGE_PARAMS[name]]
             continue
         match = env_pattern.match(value)
-        assert match, f"{name}: {value!r} is not ${{env:{name}, '<default>'}}"
+        assert match, f"{name}: {value!r} is not ${{env:{name}, ''}}"
         assert match["name"] == name
-        defaults[name] = match["default"]
+        defaults[name] = ""
 
     assert Settings.from_env(defaults) == Settings.from_env({})
     settings_source = (ROOT / "app" / "config.py").read_text(encoding="utf-8")
