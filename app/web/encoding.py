@@ -69,13 +69,13 @@ class ContentCoding:
     identity_allowed: bool = True
 
     @property
-    def tag(self) -> str:
-        """What the ETag of a body sent with this choice depends on: the bytes differ by coding,
-        and a gzip stream by the zlib that wrote it and its level."""
+    def tag_parts(self) -> tuple[str, ...]:
+        """What the ETag of a body sent with this choice depends on: nothing for no coding; for
+        gzip, the zlib that writes the stream and its level (other bytes, another strong tag)."""
         if self.name == _IDENTITY_NAME:
-            return _IDENTITY_NAME
+            return ()
         small = "" if self.identity_allowed else "-only"
-        return f"{self.name}{small}/{GZIP_LEVEL}/{zlib.ZLIB_RUNTIME_VERSION}"
+        return (f"{self.name}{small}/{GZIP_LEVEL}/{zlib.ZLIB_RUNTIME_VERSION}",)
 
 
 IDENTITY: ContentCoding = ContentCoding(_IDENTITY_NAME)

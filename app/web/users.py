@@ -70,7 +70,7 @@ def list_users() -> Response:
     body, content_encoding = encode_body(page, name_format, next_cursor, meter)
     link = None if next_cursor is None else f'<{_next_url(query, next_cursor)}>; rel="next"'
     if etag is None or page.cut_by_deadline:
-        etag = body_etag(body, name_format.mimetype, link, content_encoding)
+        etag = body_etag(body, name_format.mimetype, link, *([content_encoding] if content_encoding else []))
         if is_not_modified(etag):
             return not_modified_response(etag, _VARY)
     response = Response(body, mimetype=name_format.mimetype)
@@ -90,7 +90,8 @@ def _identity_etag(
     if content_id is None:
         return None
     # Everything the body and Link depend on besides the data: the page asked for, the format,
-    # the content coding, the size limit of the event source, and the URL prefix of the next link.
+    # the size limit of the event source, the URL prefix of the next link, and a content coding
+    # (none for identity, so tags of unencoded bodies stay what they were before gzip).
     return query_etag(
         content_id,
         query.after,
@@ -98,9 +99,9 @@ def _identity_etag(
         query.format is not None,
         name_format.name,
         budget,
-        coding.tag,
         request.script_root,
         request.path,
+        *coding.tag_parts,
     )
 
 
