@@ -182,9 +182,11 @@ def _gzip_walk(table: FakeTable, name_format: NameFormat, budget: int) -> list[t
     pages = []
     after = None
     while True:
-        meter = GzipMeter(budget, name_format)
+        meter = GzipMeter(budget, name_format, GZIP_ONLY)  # small pages too: every body is gzip
         page = collect_page(table.fetch, after=after, limit=None, name_format=name_format, budget=budget, meter=meter)
-        pages.append((page, meter.finish(None if page.next_after is None else "C" * 20)))
+        body = meter.finish(None if page.next_after is None else "C" * 20)
+        assert body is not None
+        pages.append((page, body))
         if page.next_after is None:
             return pages
         after = page.next_after
