@@ -58,6 +58,8 @@ _FLUSH_OVERHEAD: int = 64
 # The gzip header (10 bytes) and trailer (8), the final block, and margin.
 _GZIP_FRAMING: int = 64
 _MARK: str = "\0"
+# Text flushed before its compression ratio sizes chunks.
+_RATIO_MIN_TEXT: int = 16_384
 _IDENTITY_NAME: str = "identity"
 
 
@@ -181,9 +183,12 @@ class GzipMeter(BodyMeter):
             self._pending = 0
 
     def _count(self) -> None:
-        # Only sizes the next chunk: unflushed text counted at the ratio so far, at most the room
-        # (collect_page then asks for a few rows).
-        pending = -(-self._pending * self._flushed // max(self._flushed_text, 1))
+        # Only sizes the next chunk: unflushed text counted at the ratio flushed so far once that
+        # says something (before, as text: the header alone would make the ratio huge and the
+        # chunks tiny), at most the room (collect_page then asks for a few rows).
+        pending = self._pending
+        if self._flushed_text >= _RATIO_MIN_TEXT:
+            pending = -(-pending * self._flushed // self._flushed_text)
         self.spent = min(self._flushed + pending, self.room)
 
     def _fit_exactly(self, names: list[str], *, separated: bool) -> tuple[str, int]:

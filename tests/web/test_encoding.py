@@ -19,7 +19,7 @@ from app.adapter import LambdaHandler
 from app.config import Settings
 from app.web.encoding import GZIP, IDENTITY, MIN_COMPRESSED_SIZE, ContentCoding, GzipMeter, negotiate_coding
 from app.web.errors import ApiError
-from app.web.pages import JSON, RESPONSE_RESERVE, TEXT, NameFormat, Page, collect_page
+from app.web.pages import FETCH_CHUNK_ROWS, JSON, RESPONSE_RESERVE, TEXT, NameFormat, Page, collect_page
 from tests.conftest import FakeContext, MakeUsersDb
 from tests.events import HTTP_EVENT_BUILDERS, response_headers
 from tests.gateway import DEPLOYMENTS, Deployment, walk
@@ -266,3 +266,18 @@ def test_encoding_gzip_walk_pages_stay_under_the_platform_limit(
     assert min(sizes[:-1]) >= deployment.response_limit - RESPONSE_RESERVE - 1_000
     # More names per page than the uncompressed limit could hold (13 escaped bytes a name).
     assert len(pages[0].names()) > deployment.response_limit / 13
+
+
+@pytest.mark.parametrize("budget", [1_000_000, 60_000], ids=["whole-table", "full-page"])
+def test_encoding_gzip_page_is_read_in_full_chunks(budget: int) -> None:
+    # GIVEN 40,000 names that compress well, read in SQLite's fixed chunks
+    table = FakeTable([(key, f"user{key}") for key in range(1, 40_001)])
+
+    page = collect_page(
+        table.fetch, after=None, limit=None, name_format=TEXT, budget=budget, grow=False, meter=GzipMeter(budget, TEXT)
+    )
+
+    # THEN chunks are sized by the compressed room left, not cut short by the gzip header or
+    # an early guess of the ratio: about one query per FETCH_CHUNK_ROWS names
+    assert page.size > 10_000
+    assert len(table.calls) <= page.size // FETCH_CHUNK_ROWS + 4
