@@ -19,7 +19,8 @@ limit of the request's event source in the WSGI environ (RESPONSE_LIMIT_KEY); bo
 counted as they will appear inside the proxy response: a JSON string escaped with
 `ensure_ascii` (`"` and `\\` take 2 bytes, control characters 6, other non-ASCII characters
 6 or 12), the most the runtime's serialiser can produce, leaving a reserve for the status,
-the headers and the JSON around them.
+the headers and the JSON around them. A gzip body is counted by its own BodyMeter, in
+base64-encoded compressed bytes (app/web/encoding.py).
 """
 
 from __future__ import annotations
