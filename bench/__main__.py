@@ -158,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     network_path = BENCH_DIR / "postgres_network.json"
     if network_path.exists():
         results["postgres_network"] = json.loads(network_path.read_text(encoding="utf-8"))
+    # So are the gzip figures of `python -m bench.pagination` (~1 min on the 1M table).
+    compression_path = BENCH_DIR / "compression.json"
+    if compression_path.exists():
+        results["compression"] = json.loads(compression_path.read_text(encoding="utf-8"))
     baseline = json.loads(BASELINE_PATH.read_text(encoding="utf-8")) if BASELINE_PATH.exists() else None
     markdown = render_markdown(results, baseline)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
-"""Page latency and peak memory of GET /users at 1k, 100k and 1M users (issue #4).
+"""Page latency and peak memory of GET /users at 1k, 100k and 1M users (issue #4), and gzip (#19).
 
     python bench/pagination.py [--rounds 400]      # or: make bench-pagination
+    python -m bench.pagination --compression-only  # only the gzip figures (~1 min)
 
 Not a test: it prints figures, it asserts nothing about time. Every request goes through
 `handler.handler` with the captured REST v1 sample event (events/rest-v1.json).
@@ -12,12 +13,19 @@ Not a test: it prints figures, it asserts nothing about time. Every request goes
 - Default page: the first page without `limit` (as many names as fit in 6 MB), for scale.
 - Peak RSS: each size in a fresh interpreter (ru_maxrss), after serving 200 `limit=1000`
   pages, and after then walking the whole table by its `next` links.
+- Compression, on the 1M table: the first page without `limit` (as many names as the
+  response limit allows), as text and JSON, with and without `Accept-Encoding: gzip`,
+  through the REST (6 MB) and ALB (1 MB) events; names per page, the response JSON's size,
+  and process CPU time per page (median of interleaved rounds). Written to the "Compression"
+  section of bench/RESULTS.md (and bench/compression.json, which `python -m bench` reads).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
+import gzip
 import json
 import os
 import random
@@ -39,13 +47,27 @@ from app import create_app
 from app.adapter import LambdaHandler, make_handler
 from app.config import Settings
 from app.storage import DATABASE_KEY
+from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
 from app.web.cursor import encode_cursor
+from app.web.pages import RESPONSE_RESERVE
+from bench.report import compression_section, replace_section
 from bench.workload import REPO_ROOT
 
 SIZES: tuple[int, ...] = (1_000, 100_000, 1_000_000)
 PAGE_LIMIT: int = 1_000
 TARGET_RATIO: float = 1.5
 _NEXT_CURSOR = re.compile(r"[?&]after=([A-Za-z0-9_-]+)")
+COMPRESSION_JSON = REPO_ROOT / "bench" / "compression.json"
+RESULTS_PATH = REPO_ROOT / "bench" / "RESULTS.md"
+# (label, event source, format, Accept-Encoding) of each compression case.
+COMPRESSION_CASES: tuple[tuple[str, str, str, str | None], ...] = (
+    ("REST (6 MB), text", "rest", "text", None),
+    ("REST (6 MB), text, gzip", "rest", "text", "gzip"),
+    ("REST (6 MB), JSON", "rest", "json", None),
+    ("REST (6 MB), JSON, gzip", "rest", "json", "gzip"),
+    ("ALB (1 MB), text", "alb", "text", None),
+    ("ALB (1 MB), text, gzip", "alb", "text", "gzip"),
+)
 
 
 @dataclass(frozen=True)
@@ -68,13 +90,34 @@ def build_users_db(path: Path, count: int) -> None:
         connection.close()
 
 
-def rest_event(query: dict[str, str] | None) -> dict[str, Any]:
-    """The captured REST v1 sample, asking for /users with `query`."""
+def rest_event(query: dict[str, str] | None, accept_encoding: str | None = None) -> dict[str, Any]:
+    """The captured REST v1 sample, asking for /users with `query` (and Accept-Encoding, if given)."""
     sample = json.loads((REPO_ROOT / "events" / "rest-v1.json").read_text(encoding="utf-8"))
     event: dict[str, Any] = copy.deepcopy(sample)
     event["queryStringParameters"] = query
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    _set_accept_encoding(event, accept_encoding)
     return event
+
+
+def alb_event(query: dict[str, str], accept_encoding: str | None) -> dict[str, Any]:
+    """The captured ALB sample (single-value headers), asking for /users with `query`."""
+    sample = json.loads((REPO_ROOT / "events" / "alb.json").read_text(encoding="utf-8"))
+    event: dict[str, Any] = copy.deepcopy(sample)
+    event["path"] = "/users"
+    event["queryStringParameters"] = query
+    _set_accept_encoding(event, accept_encoding)
+    return event
+
+
+def _set_accept_encoding(event: dict[str, Any], accept_encoding: str | None) -> None:
+    # The samples were captured from clients that send their own Accept-Encoding.
+    for key in ("headers", "multiValueHeaders"):
+        headers = event.get(key) or {}
+        for name in [name for name in headers if name.lower() == "accept-encoding"]:
+            del headers[name]
+        if accept_encoding is not None and key in event and event[key] is not None:
+            headers["accept-encoding"] = accept_encoding if key == "headers" else [accept_encoding]
 
 
 def page_events(size: int, count: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -149,6 +192,65 @@ def measure_latency(databases: dict[int, Path], rounds: int) -> dict[int, dict[s
     }
 
 
+def measure_compression(database: Path, rounds: int) -> dict[str, Any]:
+    """The first page without `limit` of each COMPRESSION_CASES case: names, bytes, CPU (interleaved rounds)."""
+    app = app_for(database)
+    container = make_handler(app)
+    events = {
+        label: (rest_event if source == "rest" else alb_event)({"format": name_format}, encoding)
+        for label, source, name_format, encoding in COMPRESSION_CASES
+    }
+    cpu: dict[str, list[float]] = {label: [] for label in events}
+    shape: dict[str, dict[str, Any]] = {}
+    rng = random.Random(19)
+    for _ in range(rounds):
+        for label in rng.sample(list(events), len(events)):
+            started = time.process_time()
+            response = container(events[label], _Context())
+            cpu[label].append(time.process_time() - started)
+            assert response["statusCode"] == 200, response.get("body", "")[:200]
+            shape[label] = {
+                "names": _count_names(response),
+                "bytes": len(json.dumps(response)),
+                # What a page may take: the limit less the reserve for status and headers.
+                "budget": (
+                    ALB_RESPONSE_LIMIT if events[label].get("requestContext", {}).get("elb") else LAMBDA_RESPONSE_LIMIT
+                )
+                - RESPONSE_RESERVE,
+            }
+    app.extensions[DATABASE_KEY].dispose()
+    return {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "commit": _commit(),
+        "python": sys.version.split()[0],
+        "users": SIZES[-1],
+        "rounds": rounds,
+        "cases": [{"label": label, **shape[label], "cpu_ms": statistics.median(cpu[label]) * 1e3} for label in events],
+    }
+
+
+def _count_names(response: dict[str, Any]) -> int:
+    body: str = response["body"]
+    if response["isBase64Encoded"]:
+        body = gzip.decompress(base64.b64decode(body)).decode("utf-8")
+    if body.startswith("{"):
+        return len(json.loads(body)["users"])
+    return body.count(",") + 1  # user<id> names: no quoting
+
+
+def _commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return found.stdout.strip() or "unknown"
+
+
+def write_compression(figures: dict[str, Any]) -> None:
+    section = compression_section(figures)
+    print("\n".join(section))
+    COMPRESSION_JSON.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    RESULTS_PATH.write_text(replace_section(RESULTS_PATH.read_text(encoding="utf-8"), section), encoding="utf-8")
+    print(f"\nWrote {COMPRESSION_JSON.name} and its section of {RESULTS_PATH.name}")
+
+
 def child_rss(database: Path, size: int) -> None:
     """In a fresh interpreter: peak RSS after 200 limit pages, then after a whole walk; JSON on stdout."""
     handler = load_handler(database)
@@ -194,9 +296,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=400, help="interleaved rounds of limit=1000 pages")
     parser.add_argument("--child-rss", nargs=2, metavar=("DB", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--compression-rounds", type=int, default=5, help="interleaved rounds of the gzip cases")
+    parser.add_argument("--compression-only", action="store_true", help="only the gzip figures")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     arguments = parser.parse_args()
     if arguments.child_rss:
         child_rss(Path(arguments.child_rss[0]), int(arguments.child_rss[1]))
+        return
+    if arguments.compression_only:
+        with tempfile.TemporaryDirectory(prefix="bench-pagination-") as temp_dir:
+            database = Path(temp_dir) / "users.db"
+            build_users_db(database, SIZES[-1])
+            figures = measure_compression(database, arguments.compression_rounds)
+        if arguments.no_write:
+            print("\n".join(compression_section(figures)))
+        else:
+            write_compression(figures)
         return
 
     started = time.perf_counter()
@@ -206,6 +321,7 @@ def main() -> None:
             build_users_db(database, size)
         rss = measure_rss(databases)
         latency = measure_latency(databases, arguments.rounds)
+        compression = measure_compression(databases[SIZES[-1]], arguments.compression_rounds)
 
     print(f"GET /users through handler.handler (REST v1 sample event), Python {sys.version.split()[0]}")
     print(f"page = limit={PAGE_LIMIT} from a random cursor; {arguments.rounds} interleaved rounds; RSS per size in a")
@@ -231,6 +347,11 @@ def main() -> None:
     print(f"page latency 1M / 1k: {ratio:.2f}x (target <= {TARGET_RATIO}x: {verdict})")
     middle = latency[SIZES[1]]["page_median_us"] / latency[SIZES[0]]["page_median_us"]
     print(f"page latency 100k / 1k: {middle:.2f}x")
+    print()
+    if arguments.no_write:
+        print("\n".join(compression_section(compression)))
+    else:
+        write_compression(compression)
     print(f"total time {time.perf_counter() - started:.1f} s")
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "POSTGRES_NETWORK_HEADING",
     "Target",
     "draw_warm_chart",
+    "compression_section",
     "postgres_network_section",
     "render_markdown",
     "replace_section",
@@ -288,6 +289,8 @@ def render_markdown(results: dict[str, Any], baseline: dict[str, Any] | None) ->
     ]
     if results.get("postgres_network") is not None:
         lines += ["", *postgres_network_section(results["postgres_network"])]
+    if results.get("compression") is not None:
+        lines += ["", *compression_section(results["compression"])]
     if baseline is not None:
         lines += ["", *_before_after(results, baseline)]
     return "\n".join(lines) + "\n"
@@ -330,6 +333,46 @@ def postgres_network_section(network: dict[str, Any]) -> list[str]:
                 (label, f"{medians[key]:.2f}", f"{p99[key]:.2f}", f"{ratio:.2f}", flights[key])
                 for label, key, ratio in rows
             ),
+        ),
+    ]
+
+
+COMPRESSION_HEADING: str = "## Compression"
+
+
+def compression_section(figures: dict[str, Any]) -> list[str]:
+    """bench/pagination.py's gzip figures (bench/compression.json) as a RESULTS.md section."""
+    users = figures["users"]
+    rows = []
+    for case in figures["cases"]:
+        names, size, cpu_ms = case["names"], case["bytes"], case["cpu_ms"]
+        # A page that holds the whole table is not full: scale it to the budget (~ marks an estimate).
+        full = f"{names:,}" if names < users else f"~{names * case['budget'] // size:,}"
+        rows.append(
+            (
+                case["label"],
+                f"{names:,}",
+                f"{size / 1e6:.2f} MB",
+                full,
+                f"{cpu_ms:,.0f} ms",
+                f"{cpu_ms / names * 1e6:,.0f} ns",
+                f"{-(-users // names):,}",
+            )
+        )
+    return [
+        COMPRESSION_HEADING,
+        "",
+        f"Written by `python -m bench.pagination` on {figures['date']} at commit `{figures['commit']}` (Python",
+        f"{figures['python']}): the first page of `GET /users` without `limit` on {users:,} users named `user<id>`,",
+        "through `handler` with the captured REST and ALB sample events, as text and JSON, with and without",
+        "`Accept-Encoding: gzip` (zlib level 1). Size: the proxy response JSON, base64 included. CPU: process time",
+        f"per page, median of {figures['rounds']} interleaved rounds (SQLite reads and all). A gzip page holding",
+        "the whole table is smaller than the limit: its names per full page are scaled to the limit (~). Pages:",
+        f"how many a walk of the {users:,} names takes.",
+        "",
+        *_table(
+            ["first page", "names", "response JSON", "names per full page", "CPU per page", "CPU per name", "pages"],
+            rows,
         ),
     ]
 

@@ -78,7 +78,7 @@ class FloorHandler:
             "multiValueHeaders": {
                 "Content-Type": ["text/plain; charset=utf-8"],
                 "Content-Length": [content_length],
-                "Vary": ["Accept"],
+                "Vary": ["Accept, Accept-Encoding"],
                 **self._etag_header,
             },
             "body": body,

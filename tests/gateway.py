@@ -8,6 +8,8 @@ response that carried them.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -152,9 +154,18 @@ class Fetched:
         """Bytes of the response JSON as the runtime may send it: ASCII-escaped, and UTF-8."""
         return len(json.dumps(self.response)), len(json.dumps(self.response, ensure_ascii=False).encode("utf-8"))
 
-    def names(self) -> list[str]:
-        body = self.response.get("body", "")
+    def body(self) -> str:
+        """The body as the client reads it: a gzip one (base64 in the proxy response) decoded."""
+        body: str = self.response.get("body", "")
+        if self.headers.get("content-encoding") == "gzip":
+            assert self.response["isBase64Encoded"] is True
+            return gzip.decompress(base64.b64decode(body, validate=True)).decode("utf-8")
+        assert "content-encoding" not in self.headers
         assert self.response["isBase64Encoded"] is False
+        return body
+
+    def names(self) -> list[str]:
+        body = self.body()
         if self.headers["content-type"] == "application/json":
             document = json.loads(body)
             assert set(document) == {"users", "next"}

@@ -70,7 +70,7 @@ def test_handler_answers_rest_v1_sample_whole(lambda_handler: LambdaHandler, con
         "multiValueHeaders": {
             "Content-Type": ["text/plain; charset=utf-8"],
             "Content-Length": ["24"],
-            "Vary": ["Accept"],
+            "Vary": ["Accept, Accept-Encoding"],
             "ETag": [STRONG_ETAG],
         },
         "body": SEED_NAMES,
@@ -86,7 +86,7 @@ def test_handler_answers_http_api_sample_whole(lambda_handler: LambdaHandler, co
         "headers": {
             "Content-Type": "text/plain; charset=utf-8",
             "Content-Length": "24",
-            "Vary": "Accept",
+            "Vary": "Accept, Accept-Encoding",
             "ETag": STRONG_ETAG,
         },
         "body": SEED_NAMES,
@@ -106,7 +106,7 @@ def test_handler_answers_alb_samples_with_status_description(
         "headers": {
             "Content-Type": "text/plain; charset=utf-8",
             "Content-Length": "24",
-            "Vary": "Accept",
+            "Vary": "Accept, Accept-Encoding",
             "ETag": STRONG_ETAG,
         },
         "body": SEED_NAMES,
@@ -115,7 +115,7 @@ def test_handler_answers_alb_samples_with_status_description(
     assert multi["multiValueHeaders"] == {
         "Content-Type": ["text/plain; charset=utf-8"],
         "Content-Length": ["24"],
-        "Vary": ["Accept"],
+        "Vary": ["Accept, Accept-Encoding"],
         "ETag": [STRONG_ETAG],
     }
     assert multi["statusDescription"] == "200 OK"

@@ -37,12 +37,13 @@ def query_etag(content_id: str, *parts: object) -> str:
     return _tag(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_BYTES).digest())
 
 
-def body_etag(body: str, *parts: object) -> str:
-    """The (unquoted) tag of a response read from a mutable database: its body and the headers `parts`."""
+def body_etag(body: str | bytes, *parts: object) -> str:
+    """The (unquoted) tag of a response read from a mutable database: its body (text, or the
+    bytes of an encoded one) and the headers `parts` (Content-Encoding among them)."""
     digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
     digest.update("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass"))
     digest.update(b"\x1e")
-    digest.update(body.encode("utf-8", "surrogatepass"))
+    digest.update(body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass"))
     return _tag(digest.digest())
 
 

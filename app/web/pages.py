@@ -19,7 +19,8 @@ limit of the request's event source in the WSGI environ (RESPONSE_LIMIT_KEY); bo
 counted as they will appear inside the proxy response: a JSON string escaped with
 `ensure_ascii` (`"` and `\\` take 2 bytes, control characters 6, other non-ASCII characters
 6 or 12), the most the runtime's serialiser can produce, leaving a reserve for the status,
-the headers and the JSON around them.
+the headers and the JSON around them. A gzip body is counted by its own BodyMeter, in
+base64-encoded compressed bytes (app/web/encoding.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ __all__ = [
     "QUERY_PARAMETERS",
     "RESPONSE_RESERVE",
     "TEXT",
+    "BodyMeter",
+    "EscapedMeter",
     "FetchRows",
     "NameFormat",
     "Page",
@@ -253,8 +256,12 @@ def collect_page(
     deadline: float | None = None,
     grow: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    meter: BodyMeter | None = None,
 ) -> Page:
     """Read the page after `after`: at most `limit` names, at most `budget` escaped bytes of body.
+
+    `meter`: how the body is counted against the budget; by default EscapedMeter(budget, name_format)
+    (a compressed body brings its own, app/web/encoding.py).
 
     `grow`: chunks double (each read is a round trip to a server); else all are FETCH_CHUNK_ROWS
     (SQLite, in-process: larger chunks only cost time in the cyclic GC, bench/pagination.py).
@@ -262,9 +269,9 @@ def collect_page(
     With a `deadline` (clock() time), no chunk is started that the time per row so far says
     would end after it: the page ends there with a `next` link. The first chunk is always read.
     """
-    room = budget - name_format.framing_size
+    if meter is None:
+        meter = EscapedMeter(budget, name_format)
     pieces: list[str] = []
-    spent = 0
     size = 0
     last_key = after
     chunk = FETCH_CHUNK_ROWS
@@ -274,7 +281,8 @@ def collect_page(
         wanted = chunk if limit is None else min(chunk, limit - size + 1)
         if size:
             # The room left, in rows as long as those so far, bounds the chunk (and memory).
-            wanted = min(wanted, int((room - spent) * size / spent * _ROOM_SLACK) + _ROOM_EXTRA_ROWS)
+            spent = meter.spent
+            wanted = min(wanted, int((meter.room - spent) * size / spent * _ROOM_SLACK) + _ROOM_EXTRA_ROWS)
             if deadline is not None:
                 now = clock()
                 per_row = (now - started) / read
@@ -286,10 +294,9 @@ def collect_page(
         read += len(rows) or 1
         allowed = len(rows) if limit is None else min(len(rows), limit - size)
         names = [row[1] for row in rows] if allowed == len(rows) else [row[1] for row in rows[:allowed]]
-        piece, cost, taken = _fit(names, name_format, room - spent, separated=bool(pieces))
+        piece, taken = meter.fit(names, separated=bool(pieces))
         if taken:
             pieces.append(piece)
-            spent += cost
             size += taken
             last_key = rows[taken - 1][0]
         if taken < len(names):  # the budget is full
@@ -304,6 +311,33 @@ def collect_page(
             return Page(pieces, size, None)
         if grow:
             chunk = min(chunk * 2, MAX_CHUNK_ROWS)
+
+
+class BodyMeter:
+    """Counts a page's body, piece by piece, against the room the response limit leaves it."""
+
+    # Room for the names, and what the pieces taken so far take of it (an estimate while the
+    # meter cannot tell exactly; it only sizes the next chunk). Positive once a name is taken.
+    room: int
+    spent: int
+
+    def fit(self, names: list[str], *, separated: bool) -> tuple[str, int]:
+        """(piece, count): the longest prefix of `names` that still fits, joined, now counted."""
+        raise NotImplementedError
+
+
+class EscapedMeter(BodyMeter):
+    """The body as text inside the proxy response JSON: its escaped size (`escaped_size`)."""
+
+    def __init__(self, budget: int, name_format: NameFormat) -> None:
+        self.name_format = name_format
+        self.room = budget - name_format.framing_size
+        self.spent = 0
+
+    def fit(self, names: list[str], *, separated: bool) -> tuple[str, int]:
+        piece, cost, taken = _fit(names, self.name_format, self.room - self.spent, separated=separated)
+        self.spent += cost
+        return piece, taken
 
 
 def _fit(names: list[str], name_format: NameFormat, room: int, *, separated: bool) -> tuple[str, int, int]:

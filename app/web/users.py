@@ -14,6 +14,7 @@ from app.storage import DATABASE_KEY
 from app.storage.queries import answer_deadline, fetch_users_after, read_with_reconnect, reads_cross_a_network
 from app.web.conditional import body_etag, is_not_modified, not_modified_response, query_etag
 from app.web.cursor import encode_cursor
+from app.web.encoding import ContentCoding, GzipMeter, encode_body, negotiate_coding, page_meter
 from app.web.errors import ApiError
 from app.web.negotiation import choose_media_type
 from app.web.pages import JSON, TEXT, NameFormat, Page, PageQuery, body_budget, collect_page, parse_page_query
@@ -28,8 +29,8 @@ _OFFERED_TYPES: tuple[str, ...] = tuple(_OFFERED)
 _ANYTHING: frozenset[str] = frozenset({"", "*/*"})
 # Distinct Accept headers remembered; a client cannot grow it past this bound.
 _ACCEPT_CACHE_SIZE: int = 256
-# Responses differ by Accept (the format); compression and CORS add their own.
-_VARY: str = "Accept"
+# Responses differ by Accept (the format) and Accept-Encoding (gzip or not); CORS adds Origin.
+_VARY: str = "Accept, Accept-Encoding"
 _NOT_ACCEPTABLE_MESSAGE: str = "GET /users sends text/plain or application/json; the Accept header allows neither."
 
 
@@ -39,15 +40,20 @@ def list_users() -> Response:
     query = parse_page_query(request.args, current_app.extensions[SETTINGS_KEY].max_page_limit)
     name_format = query.format or _negotiate()
     budget = body_budget(request.environ)
+    coding = negotiate_coding(request.environ.get("HTTP_ACCEPT_ENCODING"))
     database = current_app.extensions[DATABASE_KEY]
-    etag = _identity_etag(database.content_id(), query, name_format, budget)
+    etag = _identity_etag(database.content_id(), query, name_format, budget, coding)
     if etag is not None and is_not_modified(etag):
         return not_modified_response(etag, _VARY)  # the database is not read
     # Once, here at the edge; passed down to the reads and to page building.
     deadline = answer_deadline(request.environ.get("serverless.context"))
 
+    meter: GzipMeter | None = None
+
     def read_page(conn: Connection) -> Page:
+        nonlocal meter
         fetch = partial(fetch_users_after, conn)
+        meter = page_meter(coding, budget, name_format)  # afresh for each try: a reconnect reads again
         return collect_page(
             fetch,
             after=query.after,
@@ -56,17 +62,20 @@ def list_users() -> Response:
             budget=budget,
             deadline=deadline,
             grow=reads_cross_a_network(conn),
+            meter=meter,
         )
 
     page = read_with_reconnect(database.engine, read_page, repair=database.repair, deadline=deadline)
     next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
-    body = name_format.body(page.pieces, next_cursor)
+    body, content_encoding = encode_body(page, name_format, next_cursor, meter)
     link = None if next_cursor is None else f'<{_next_url(query, next_cursor)}>; rel="next"'
     if etag is None or page.cut_by_deadline:
-        etag = body_etag(body, name_format.mimetype, link)
+        etag = body_etag(body, name_format.mimetype, link, *([content_encoding] if content_encoding else []))
         if is_not_modified(etag):
             return not_modified_response(etag, _VARY)
     response = Response(body, mimetype=name_format.mimetype)
+    if content_encoding is not None:
+        response.headers["Content-Encoding"] = content_encoding
     response.headers["Vary"] = _VARY
     response.set_etag(etag)
     if link is not None:
@@ -74,12 +83,15 @@ def list_users() -> Response:
     return response
 
 
-def _identity_etag(content_id: str | None, query: PageQuery, name_format: NameFormat, budget: int) -> str | None:
+def _identity_etag(
+    content_id: str | None, query: PageQuery, name_format: NameFormat, budget: int, coding: ContentCoding
+) -> str | None:
     """The tag of this request's response, from what it depends on, when the data cannot change."""
     if content_id is None:
         return None
     # Everything the body and Link depend on besides the data: the page asked for, the format,
-    # the size limit of the event source, and the URL prefix the next link is built from.
+    # the size limit of the event source, the URL prefix of the next link, and a content coding
+    # (none for identity, so tags of unencoded bodies stay what they were before gzip).
     return query_etag(
         content_id,
         query.after,
@@ -89,6 +101,7 @@ def _identity_etag(content_id: str | None, query: PageQuery, name_format: NameFo
         budget,
         request.script_root,
         request.path,
+        *coding.tag_parts,
     )
 
 

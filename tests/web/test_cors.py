@@ -37,7 +37,7 @@ def test_cors_off_by_default_sends_no_cors_headers(client: FlaskClient) -> None:
 
     assert response.status_code == 200
     assert not [name for name, _ in response.headers.items() if name.lower().startswith("access-control-")]
-    assert response.headers["Vary"] == "Accept"
+    assert response.headers["Vary"] == "Accept, Accept-Encoding"
 
 
 def test_cors_off_options_is_204_without_cors_headers(client: FlaskClient) -> None:
@@ -78,7 +78,7 @@ def test_cors_no_origin_still_varies_on_it(cors_client: FlaskClient) -> None:
     response = cors_client.get("/users")
 
     assert "Access-Control-Allow-Origin" not in response.headers
-    assert set(response.vary) == {"Accept", "Origin"}
+    assert set(response.vary) == {"Accept", "Accept-Encoding", "Origin"}
 
 
 def test_cors_preflight_from_allowed_origin(cors_client: FlaskClient) -> None:
@@ -108,7 +108,7 @@ def test_cors_304_carries_the_headers(cors_client: FlaskClient) -> None:
 
     assert response.status_code == 304
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
-    assert set(response.vary) == {"Accept", "Origin"}
+    assert set(response.vary) == {"Accept", "Accept-Encoding", "Origin"}
 
 
 def test_cors_any_origin_sends_star(settings: Settings, make_app: Callable[[Settings], Flask]) -> None:

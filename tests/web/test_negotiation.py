@@ -64,7 +64,7 @@ def test_accept_locally(accept: str, content_type: str | None, client: FlaskClie
     else:
         assert response.status_code == 200
         assert response.content_type == content_type
-        assert response.headers["Vary"] == "Accept"
+        assert response.headers["Vary"] == "Accept, Accept-Encoding"
         assert response.get_data(as_text=True) == (
             "Alice,Bob,Carol,Dave,Eve"
             if content_type == TEXT
@@ -87,4 +87,4 @@ def test_accept_through_every_event_kind(
     else:
         assert response["statusCode"] == 200
         assert headers["content-type"] == content_type
-        assert headers["vary"] == "Accept"
+        assert headers["vary"] == "Accept, Accept-Encoding"

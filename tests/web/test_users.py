@@ -167,7 +167,7 @@ def test_users_accept_header_chooses_the_format(accept: str | None, content_type
 
     assert response.status_code == 200
     assert response.content_type == content_type
-    assert response.headers["Vary"] == "Accept"
+    assert response.headers["Vary"] == "Accept, Accept-Encoding"
 
 
 def test_users_json_format_lists_names_and_null_next(client: FlaskClient) -> None:
