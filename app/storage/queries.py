@@ -73,6 +73,13 @@ _PG_SELECT_USERS: dict[bool, str] = {
     True: _PG_TIME_LIMIT + "SELECT id, name FROM users WHERE id > %d ORDER BY id LIMIT %d",
 }
 _PG_OPTIONS: dict[str, Any] = {"no_parameters": True, _LEADING_RESULTS_KEY: 1}
+# SQLite (sqlite3 module): the error of a TEXT value that is not UTF-8, and the read that
+# then fetches such values undecoded, with their storage class for the log.
+_UNDECODABLE_TEXT: str = "Could not decode to UTF-8"
+_SQLITE_LENIENT_SELECT: dict[bool, str] = {
+    False: "SELECT id, name, typeof(name) FROM users ORDER BY id LIMIT ?",
+    True: "SELECT id, name, typeof(name) FROM users WHERE id > ? ORDER BY id LIMIT ?",
+}
 
 
 def seconds_left(deadline: float | None) -> float:
@@ -180,14 +187,63 @@ def fetch_users_after(conn: Connection, after: int | None, count: int) -> Sequen
         else:
             sql = _PG_SELECT_USERS[True] % (limit_ms, operator.index(after), operator.index(count))
         return conn.exec_driver_sql(sql, execution_options=_PG_OPTIONS).all()
-    if dialect.name == "sqlite":
+    is_sqlite = dialect.name == "sqlite"
+    if is_sqlite:
         _fit_wait_limit(conn)
     sql, names = _driver_statement(conn.dialect, after is not None)
     values: dict[str, Any] = {"count": count} if after is None else {"after": after, "count": count}
     parameters = values if names is None else tuple(values[name] for name in names)
     # The statement is compiled once per dialect: exec_driver_sql skips SQLAlchemy's per-call
     # compiled-cache lookup (bench/RESULTS.md, "where the time goes"), with the same bound parameters.
-    return conn.exec_driver_sql(sql, parameters).all()
+    if not is_sqlite:
+        return conn.exec_driver_sql(sql, parameters).all()
+    try:
+        rows = conn.exec_driver_sql(sql, parameters).all()
+    except DBAPIError as exc:
+        if _UNDECODABLE_TEXT not in str(exc.orig):
+            raise
+        return _read_leniently(conn, after, count)
+    # SQLite keeps whatever a writer stored: a BLOB, a number or NULL in `name` is served too.
+    for row in rows:
+        if type(row[1]) is not str:
+            return _read_leniently(conn, after, count)
+    return rows
+
+
+def _read_leniently(conn: Connection, after: int | None, count: int) -> Sequence[Row[int, str]]:
+    """SQLite: the rows fetch_users_after reads, any stored value of `name` made text (docs/pagination.md).
+
+    Text that is not UTF-8 has its bad bytes replaced by U+FFFD; a BLOB is read as UTF-8 the
+    same way; NULL is the empty name; a number its decimal form. One warning per such row,
+    naming its id. Only a chunk holding such a row takes this path: the rest keep the native one.
+    """
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    parameters = (count,) if after is None else (after, count)
+    # text_factory=bytes: sqlite3 hands TEXT over undecoded instead of raising on invalid UTF-8.
+    raw.text_factory = bytes
+    try:
+        stored = raw.execute(_SQLITE_LENIENT_SELECT[after is not None], parameters).fetchall()
+    finally:
+        raw.text_factory = str
+    rows: list[Any] = []
+    for key, name, stored_as in stored:
+        kind = stored_as.decode()  # typeof(): 'text', 'blob', 'null', 'integer' or 'real'
+        if type(name) is bytes:
+            try:
+                text = name.decode()
+            except UnicodeDecodeError:
+                text = name.decode(errors="replace")
+                kind = f"{kind} not UTF-8"
+            else:
+                if kind == "text":
+                    rows.append((key, text))
+                    continue
+        else:
+            text = "" if name is None else str(name)
+        _logger.warning("stored name repaired", extra={"fields": {"user_id": key, "stored_as": kind}})
+        rows.append((key, text))
+    return rows
 
 
 # (dialect name, paramstyle, has `after`) -> (SQL in the driver's paramstyle, positional names or None).
