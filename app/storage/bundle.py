@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.storage.s3_snapshot import SnapshotError, verify_sqlite_file
+from app.storage.sqlite_file import InvalidSqliteFileError, verify_sqlite_file
 
 __all__ = ["BundleInvalidError", "BundleMissingError", "ensure_local_copy", "verify_bundle"]
 
@@ -21,16 +21,16 @@ class BundleInvalidError(RuntimeError):
     """Raised at cold start when the bundled database is not a usable users database: a deploy mistake."""
 
 
-def verify_bundle(copy: Path, *, required_table: str) -> None:
-    """Check the /tmp copy once per container: SQLite header, `PRAGMA quick_check`, the table.
+def verify_bundle(copy: Path) -> None:
+    """Check the /tmp copy once per container: SQLite header, `PRAGMA quick_check`, the `users` schema.
 
     SQLite's own checks rather than a checksum: they also hold for a BUNDLED_DB_PATH that no
     build recorded, and cost well under a millisecond for the shipped file (docs/design.md).
     """
     try:
-        verify_sqlite_file(copy, required_table=required_table)
-    except SnapshotError as exc:
-        raise BundleInvalidError(exc.message) from None
+        verify_sqlite_file(copy)
+    except InvalidSqliteFileError as exc:
+        raise BundleInvalidError(str(exc)) from None
 
 
 def ensure_local_copy(bundle: Path, target: Path) -> bool:

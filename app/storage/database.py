@@ -18,16 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 from flask import request
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.pool import Pool
 
 from app.config import Settings, parse_database_url
 from app.logs import LOGGER_NAME, redact
 from app.storage.bundle import BundleInvalidError, ensure_local_copy, verify_bundle
-from app.storage.engine import create_db_engine, password_forms, safe_url, sqlite_read_only_url
+from app.storage.engine import create_db_engine, password_forms, safe_url, sqlite_file_url, sqlite_read_only_url
 from app.storage.queries import remaining_seconds
-from app.storage.s3_snapshot import SnapshotFile, remove_snapshot_file
+from app.storage.s3_snapshot import SnapshotFile
 from app.storage.secret import fetch_database_url
-from app.storage.snapshot import REQUIRED_TABLE, SnapshotSource
+from app.storage.snapshot import SnapshotSource
+from app.storage.sqlite_file import (
+    InvalidSqliteFileError,
+    SqliteFileBusyError,
+    remove_sqlite_file,
+    verify_sqlite_file,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -52,12 +59,33 @@ class DatabaseUnavailableError(Exception):
 
 def _verify_bundle_copy(settings: Settings) -> None:
     try:
-        verify_bundle(settings.sqlite_copy_path, required_table=REQUIRED_TABLE)
+        verify_bundle(settings.sqlite_copy_path)
     except BundleInvalidError as exc:
         # A deploy mistake, not a transient outage: fail the cold start, saying which file and why.
-        fields = {"bundled_db_path": str(settings.bundled_db_path), "problem": str(exc)}
+        problem = f"bundled database {settings.bundled_db_path}: {exc}"
+        fields = {"bundled_db_path": str(settings.bundled_db_path), "problem": problem}
         _logger.error("bundled database invalid", extra={"fields": fields})
-        raise
+        raise BundleInvalidError(problem) from None
+
+
+def _checked_sqlite_url(url: URL, source: str) -> URL:
+    """The URL a SQLite database from `source` (DATABASE_URL, a secret) is opened with, once its
+    file is checked: present (never created), and a schema GET /users can read. Fails the cold
+    start otherwise, with one line naming the setting, the file and the problem."""
+    opened, path = sqlite_file_url(url)
+    try:
+        if path is None:
+            raise InvalidSqliteFileError("an in-memory SQLite database has no 'users' table")
+        # No quick_check: others may write this file, and it may be large.
+        verify_sqlite_file(path, quick_check=False)
+    except InvalidSqliteFileError as exc:
+        problem = f"{source}: SQLite database {path or ':memory:'}: {exc}"
+        _logger.error("database invalid", extra={"fields": {"database_source": source, "problem": problem}})
+        raise InvalidSqliteFileError(problem) from None
+    except SqliteFileBusyError as exc:
+        # A writer at work is transient: requests wait for it, or get 503, as on a warm container.
+        _logger.warning("database not checked", extra={"fields": {"database_source": source, "problem": str(exc)}})
+    return opened
 
 
 class Database:
@@ -107,6 +135,8 @@ class Database:
             _verify_bundle_copy(settings)
             url, source = sqlite_read_only_url(settings.sqlite_copy_path), "bundle"
         fields = {"database_source": source, "database": safe_url(url), "bundle_copied": copied}
+        if copied is None and url.get_backend_name() == "sqlite":
+            url = _checked_sqlite_url(url, source)
         return cls(settings, create_db_engine(settings, url), fields)
 
     def init_app(self, app: Flask) -> None:
@@ -162,7 +192,7 @@ class Database:
         if engine is not None:
             engine.dispose()
         if self._snapshot is not None and self._snapshot.current is not None:
-            remove_snapshot_file(self._snapshot.current.path)
+            remove_sqlite_file(self._snapshot.current.path)
             self._snapshot.current = None
 
     def repair(self, exc: Exception) -> bool:
@@ -231,7 +261,7 @@ class Database:
         try:
             engine = create_db_engine(self.settings, sqlite_read_only_url(fetched.path))
         except Exception as exc:
-            remove_snapshot_file(fetched.path)
+            remove_sqlite_file(fetched.path)
             snapshot.failed(exc)
             return
         old_engine, old_file = self.engine, snapshot.current
@@ -242,7 +272,7 @@ class Database:
             self._retired_pool = old_engine.pool
             old_engine.dispose()
         if old_file is not None:
-            remove_snapshot_file(old_file.path)
+            remove_sqlite_file(old_file.path)
         _logger.info(
             "snapshot loaded",
             extra={

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
@@ -18,6 +18,7 @@ __all__ = [
     "create_db_engine",
     "password_forms",
     "safe_url",
+    "sqlite_file_url",
     "sqlite_read_only_url",
 ]
 
@@ -32,6 +33,25 @@ _MIN_TCP_USER_TIMEOUT_MS: int = 1000
 def sqlite_read_only_url(path: Path) -> URL:
     """URL of a SQLite file opened read-only: the /tmp copy is a snapshot, not a store."""
     return URL.create("sqlite", database=f"file:{quote(str(path))}", query={"mode": "ro", "uri": "true"})
+
+
+def sqlite_file_url(url: URL) -> tuple[URL, Path | None]:
+    """A SQLite URL as opened: a file is opened as a URI with mode=rw (or the URL's mode=ro), so
+    a missing file is an error instead of a new empty database. Also the file's absolute path
+    (None: in memory). A relative path is taken from the working directory, once."""
+    database = url.database or ""
+    query = dict(url.query)
+    if query.get("uri") == "true" and database.startswith("file:"):
+        path_part = database.removeprefix("file:").split("?", 1)[0]
+        if query.get("mode") == "memory" or not path_part:
+            return url, None
+        if query.get("mode") != "ro":
+            query["mode"] = "rw"
+        return url.set(query=query), Path(unquote(path_part)).absolute()
+    if database in ("", ":memory:"):
+        return url, None
+    path = Path(database).absolute()
+    return url.set(database=f"file:{quote(str(path))}", query={**query, "mode": "rw", "uri": "true"}), path
 
 
 def _is_secret_parameter(name: str) -> bool:

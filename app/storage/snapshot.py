@@ -26,15 +26,14 @@ from typing import Any
 from app.config import S3Location
 from app.logs import LOGGER_NAME
 from app.storage import aws
-from app.storage.s3_snapshot import SnapshotError, SnapshotFile, download_snapshot, is_unchanged, remove_snapshot_file
+from app.storage.s3_snapshot import SnapshotError, SnapshotFile, download_snapshot, is_unchanged
+from app.storage.sqlite_file import remove_sqlite_file
 
 __all__ = ["RETRY_INITIAL_SECONDS", "RETRY_MAX_SECONDS", "SnapshotSource", "process_alive"]
 
 # Backoff between download attempts while there is no good copy: doubles up to the maximum.
 RETRY_INITIAL_SECONDS: float = 1.0
 RETRY_MAX_SECONDS: float = 60.0
-# A snapshot without the table GET /users reads would only fail every request.
-REQUIRED_TABLE: str = "users"
 
 _logger = logging.getLogger(f"{LOGGER_NAME}.snapshot")
 
@@ -73,7 +72,6 @@ class SnapshotSource:
                 self.location,
                 self._directory,
                 self._file_prefix,
-                required_table=REQUIRED_TABLE,
                 if_none_match=None if self.current is None else self.current.etag,
                 deadline=None if seconds is None else time.monotonic() + seconds,
             )
@@ -148,7 +146,7 @@ class SnapshotSource:
         current = self.current
         if current is None or is_unchanged(current):
             return False
-        remove_snapshot_file(current.path)
+        remove_sqlite_file(current.path)
         self.current = None
         self._retry_delay = RETRY_INITIAL_SECONDS
         return True

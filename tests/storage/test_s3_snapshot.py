@@ -21,8 +21,8 @@ from app.storage.s3_snapshot import (
     SnapshotFile,
     download_snapshot,
     is_unchanged,
-    verify_sqlite_file,
 )
+from app.storage.sqlite_file import verify_sqlite_file
 from tests.conftest import MakeUsersDb
 from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, acting_as_user_without_access
 
@@ -33,9 +33,7 @@ PutSnapshot = Callable[..., dict[str, Any]]
 def _download(
     directory: Path, *, location: S3Location = LOCATION, if_none_match: str | None = None
 ) -> SnapshotFile | None:
-    return download_snapshot(
-        aws.client("s3"), location, directory, "users.snapshot-1-", required_table="users", if_none_match=if_none_match
-    )
+    return download_snapshot(aws.client("s3"), location, directory, "users.snapshot-1-", if_none_match=if_none_match)
 
 
 def _names(path: Path) -> list[str]:
@@ -214,7 +212,7 @@ def test_download_snapshot_interrupted_body_leaves_no_file(
     client.get_object = get_object
 
     with pytest.raises(SnapshotError) as raised:
-        download_snapshot(client, LOCATION, tmp_path / "tmp", "users.snapshot-1-", required_table="users")
+        download_snapshot(client, LOCATION, tmp_path / "tmp", "users.snapshot-1-")
 
     assert raised.value.code == "ResponseStreamingError"
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -240,7 +238,7 @@ def test_download_snapshot_local_write_failure_is_a_snapshot_error(
 
 
 def test_verify_sqlite_file_accepts_users_database(make_users_db: MakeUsersDb) -> None:
-    verify_sqlite_file(make_users_db(["Ann"]), required_table="users")
+    verify_sqlite_file(make_users_db(["Ann"]))
 
 
 def test_download_snapshot_wal_mode_database_leaves_no_sidecars(
@@ -287,7 +285,6 @@ def test_download_snapshot_stops_at_the_deadline_and_leaves_no_file(
             LOCATION,
             tmp_path / "tmp",
             "users.snapshot-1-",
-            required_table="users",
             deadline=started + 0.5,
         )
 
