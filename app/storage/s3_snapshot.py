@@ -20,13 +20,13 @@ from typing import Any
 
 from app.config import S3Location
 from app.storage import aws
+from app.storage.aws import AwsError
 from app.storage.sqlite_file import InvalidSqliteFileError, remove_sidecars, remove_sqlite_file, verify_sqlite_file
 
 __all__ = [
     "SNAPSHOT_DEADLINE",
     "SNAPSHOT_INVALID",
     "SNAPSHOT_WRITE_FAILED",
-    "SnapshotError",
     "SnapshotFile",
     "download_snapshot",
     "is_unchanged",
@@ -41,15 +41,6 @@ SNAPSHOT_DEADLINE: str = "DeadlineExceeded"
 
 _CHUNK_SIZE: int = 1024 * 1024
 _NOT_MODIFIED: int = 304
-
-
-class SnapshotError(Exception):
-    """Raised when the snapshot cannot be downloaded or is not a usable database; `code` says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -78,7 +69,7 @@ def download_snapshot(
     """Download `location` to a new file `directory/<name_prefix><random>.db`; None if unchanged.
 
     With `if_none_match` (the ETag of the copy in use) S3 answers 304 Not Modified and
-    nothing is downloaded when the object has not changed. Raises SnapshotError for S3
+    nothing is downloaded when the object has not changed. Raises AwsError for S3
     errors (the code is S3's: NoSuchBucket, NoSuchKey, AccessDenied, ...), transport
     failures, local write failures and invalid files; no file is left behind then.
 
@@ -97,7 +88,7 @@ def download_snapshot(
             raise
         if error.code == str(_NOT_MODIFIED):
             return None
-        raise SnapshotError(error.code, error.message) from None
+        raise AwsError(error.code, error.message) from None
 
     directory.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{name_prefix}", suffix=".tmp")
@@ -118,18 +109,18 @@ def download_snapshot(
         try:
             verify_sqlite_file(temp_path)
         except InvalidSqliteFileError as exc:
-            raise SnapshotError(SNAPSHOT_INVALID, str(exc)) from None
+            raise AwsError(SNAPSHOT_INVALID, str(exc)) from None
         final_path = directory / f"{name_prefix}{uuid.uuid4().hex[:12]}.db"
         os.replace(temp_path, final_path)
     except BaseException as exc:
         remove_sqlite_file(temp_path)
-        if isinstance(exc, SnapshotError):
+        if isinstance(exc, AwsError):
             raise
         error = aws.describe_error(exc) if isinstance(exc, Exception) else None
         if error is not None:
-            raise SnapshotError(error.code, error.message) from None
+            raise AwsError(error.code, error.message) from None
         if isinstance(exc, OSError):
-            raise SnapshotError(SNAPSHOT_WRITE_FAILED, f"{exc.strerror or exc} ({directory})") from None
+            raise AwsError(SNAPSHOT_WRITE_FAILED, f"{exc.strerror or exc} ({directory})") from None
         raise
     finally:
         remove_sidecars(temp_path)
@@ -145,7 +136,7 @@ def download_snapshot(
 
 def _check_deadline(deadline: float) -> None:
     if time.monotonic() >= deadline:
-        raise SnapshotError(SNAPSHOT_DEADLINE, "the download did not finish in the time the request had")
+        raise AwsError(SNAPSHOT_DEADLINE, "the download did not finish in the time the request had")
 
 
 def is_unchanged(snapshot: SnapshotFile) -> bool:

@@ -14,10 +14,10 @@ import pytest
 
 from app.config import S3Location
 from app.storage import aws
+from app.storage.aws import AwsError
 from app.storage.s3_snapshot import (
     SNAPSHOT_DEADLINE,
     SNAPSHOT_INVALID,
-    SnapshotError,
     SnapshotFile,
     download_snapshot,
     is_unchanged,
@@ -138,7 +138,7 @@ def test_download_snapshot_rejects_unusable_object_and_leaves_no_file(
     put_snapshot(body=make_body(make_users_db))
     directory = tmp_path / "tmp"
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         _download(directory)
 
     assert raised.value.code == SNAPSHOT_INVALID
@@ -158,7 +158,7 @@ def test_download_snapshot_missing_object_raises_s3_code(
 ) -> None:
     put_snapshot(["Ann"])
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         _download(tmp_path / "tmp", location=location)
 
     assert raised.value.code == code
@@ -170,7 +170,7 @@ def test_download_snapshot_access_denied_raises_s3_code(
 ) -> None:
     put_snapshot(["Ann"])
 
-    with acting_as_user_without_access(monkeypatch), pytest.raises(SnapshotError) as raised:
+    with acting_as_user_without_access(monkeypatch), pytest.raises(AwsError) as raised:
         _download(tmp_path / "tmp")
 
     assert (raised.value.code, raised.value.message) == ("AccessDenied", "Access Denied")
@@ -211,7 +211,7 @@ def test_download_snapshot_interrupted_body_leaves_no_file(
 
     client.get_object = get_object
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         download_snapshot(client, LOCATION, tmp_path / "tmp", "users.snapshot-1-")
 
     assert raised.value.code == "ResponseStreamingError"
@@ -229,7 +229,7 @@ def test_download_snapshot_local_write_failure_is_a_snapshot_error(
 
     monkeypatch.setattr("app.storage.s3_snapshot.verify_sqlite_file", disk_full)
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         _download(directory)
 
     assert raised.value.code == "LocalWriteFailed"
@@ -279,7 +279,7 @@ def test_download_snapshot_stops_at_the_deadline_and_leaves_no_file(
     started = time.monotonic()
 
     # WHEN downloaded with half a second to go THEN it stops then, and keeps nothing
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         download_snapshot(
             aws.client("s3"),
             LOCATION,

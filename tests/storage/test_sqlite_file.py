@@ -14,8 +14,8 @@ from flask import Flask
 
 from app.config import Settings
 from app.storage.bundle import BundleInvalidError
-from app.storage.engine import sqlite_read_only_url
 from app.storage.sqlite_file import InvalidSqliteFileError, verify_sqlite_file
+from app.storage.urls import sqlite_read_only_url
 from tests.conftest import log_lines
 
 # Schemas the query serves, each with the rows ("Ann", "Ben") under ids 1 and 2.
@@ -169,14 +169,15 @@ def test_database_url_file_removed_while_warm_is_not_created_again(
 
 def test_s3_snapshot_with_unservable_schema_is_invalid(put_snapshot: Callable[..., object], tmp_path: Path) -> None:
     from app.storage import aws
-    from app.storage.s3_snapshot import SNAPSHOT_INVALID, SnapshotError, download_snapshot
+    from app.storage.aws import AwsError
+    from app.storage.s3_snapshot import SNAPSHOT_INVALID, download_snapshot
     from tests.storage.test_s3_snapshot import LOCATION
 
     without_rowid = ["CREATE TABLE users (id INTEGER PRIMARY KEY, label TEXT) WITHOUT ROWID"]
     put_snapshot(body=_build(tmp_path / "upload.db", without_rowid).read_bytes())
     directory = tmp_path / "tmp"
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         download_snapshot(aws.client("s3"), LOCATION, directory, "users.snapshot-1-")
 
     assert raised.value.code == SNAPSHOT_INVALID

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.config import Settings
-from app.storage.engine import sqlite_read_only_url
 from app.storage.sqlite_file import InvalidSqliteFileError
+from app.storage.urls import sqlite_read_only_url
 from tests.conftest import MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
 
 
