@@ -27,8 +27,8 @@ from app.adapter import make_handler
 from app.config import Settings
 from app.logs import LOGGER_NAME
 from app.storage import DATABASE_KEY, Database
-from app.storage.engine import sqlite_read_only_url
 from app.storage.queries import fetch_users_after
+from app.storage.urls import sqlite_read_only_url
 from app.web.pages import FETCH_CHUNK_ROWS
 from bench.workload import USERS_PATH, build_users_db, handler_environ, load_users_event
 

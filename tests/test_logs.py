@@ -20,7 +20,7 @@ from app.logs import (
     redact,
     write_invocation_line,
 )
-from app.storage.engine import password_forms, safe_url
+from app.storage.urls import password_forms, safe_url
 
 
 def test_logs_are_single_line_json_with_invocation_fields(capsys: pytest.CaptureFixture[str]) -> None:

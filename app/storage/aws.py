@@ -23,7 +23,11 @@ MAX_ATTEMPTS: int = 3
 
 
 class AwsError(Exception):
-    """Raised when an AWS call fails; `code` is the service's error code (e.g. NoSuchKey, AccessDenied)."""
+    """Raised when an AWS call fails; `code` is the service's error code (e.g. NoSuchKey, AccessDenied).
+
+    Also what an S3 snapshot download raises for a local failure: the codes of
+    app/storage/s3_snapshot.py (InvalidSnapshot, LocalWriteFailed, DeadlineExceeded).
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import filecmp
+import hashlib
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from app.config import StartupError
-from app.storage.s3_snapshot import SnapshotError, verify_sqlite_file
+from app.logs import LOGGER_NAME
+from app.storage.sqlite_file import InvalidSqliteFileError, verify_sqlite_file
 
-__all__ = ["BundleInvalidError", "BundleMissingError", "CopyPathError", "ensure_local_copy", "verify_bundle"]
+__all__ = [
+    "BundleCopy",
+    "BundleInvalidError",
+    "BundleMissingError",
+    "CopyPathError",
+    "ensure_local_copy",
+    "verify_bundle",
+]
+
+_logger = logging.getLogger(f"{LOGGER_NAME}.storage")
 
 
 class BundleMissingError(FileNotFoundError, StartupError):
@@ -26,16 +38,16 @@ class CopyPathError(OSError, StartupError):
     """Raised when the copy cannot be written where SQLITE_COPY_PATH says (an OSError: `repair` expects one)."""
 
 
-def verify_bundle(copy: Path, *, required_table: str) -> None:
-    """Check the /tmp copy once per container: SQLite header, `PRAGMA quick_check`, the table.
+def verify_bundle(copy: Path) -> None:
+    """Check the /tmp copy once per container: SQLite header, `PRAGMA quick_check`, the `users` schema.
 
     SQLite's own checks rather than a checksum: they also hold for a BUNDLED_DB_PATH that no
     build recorded, and cost well under a millisecond for the shipped file (docs/design.md).
     """
     try:
-        verify_sqlite_file(copy, required_table=required_table)
-    except SnapshotError as exc:
-        raise BundleInvalidError(exc.message) from None
+        verify_sqlite_file(copy)
+    except InvalidSqliteFileError as exc:
+        raise BundleInvalidError(str(exc)) from None
 
 
 def ensure_local_copy(bundle: Path, target: Path) -> bool:
@@ -75,3 +87,46 @@ def _copy_path_error(target: Path, exc: OSError) -> CopyPathError:
         f"SQLITE_COPY_PATH {str(target)!r} cannot be written ({reason}): "
         "set it to a file in a writable directory (on Lambda, under /tmp)"
     )
+
+
+class BundleCopy:
+    """The bundled file and its /tmp copy: made and checked at cold start, put back when lost."""
+
+    def __init__(self, bundle: Path, copy: Path) -> None:
+        self.bundle = bundle
+        self.copy = copy
+        # The bundled file never changes while the code is deployed: hashed once, by the first prepare().
+        self.sha256: str | None = None
+
+    def prepare(self) -> bool:
+        """Make (or keep) the copy and check it; return whether it was written. Raises BundleInvalidError."""
+        copied = ensure_local_copy(self.bundle, self.copy)
+        self._verify()
+        if self.sha256 is None:
+            with self.bundle.open("rb") as file:
+                self.sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+        return copied
+
+    def restore_if_lost(self) -> bool:
+        """Put back a copy that was deleted or replaced; say whether it did (False: the copy is intact).
+
+        Lambda may clean /tmp, or a neighbour overwrite it, while warm.
+        """
+        try:
+            copied = ensure_local_copy(self.bundle, self.copy)
+        except OSError:
+            return False
+        if copied:
+            self._verify()
+        return copied
+
+    def _verify(self) -> None:
+        try:
+            verify_bundle(self.copy)
+        except BundleInvalidError as exc:
+            # A deploy mistake, not a transient outage: fail the cold start, saying which file and why.
+            problem = f"bundled database {self.bundle}: {exc}"
+            _logger.error(
+                "bundled database invalid", extra={"fields": {"bundled_db_path": str(self.bundle), "problem": problem}}
+            )
+            raise BundleInvalidError(problem) from None

@@ -1,25 +1,24 @@
-"""The engine factory: one pooled engine per process, and how its URL is shown in logs."""
+"""The engine factory: one pooled engine per process, its connections bounded by the read's budget."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, quote_plus
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool, QueuePool
 
 from app.config import Settings
-from app.storage.queries import WAIT_LIMIT_KEY, budget_seconds, skip_leading_results
 
-__all__ = [
-    "create_db_engine",
-    "password_forms",
-    "safe_url",
-    "sqlite_read_only_url",
-]
+__all__ = ["LEADING_RESULTS_KEY", "WAIT_LIMIT_KEY", "create_db_engine", "skip_leading_results"]
+
+# SQLite: the busy timeout (ms) a connection was made with, in its record's info.
+WAIT_LIMIT_KEY: str = "users_api_wait_limit_ms"
+# Execution option: how many results of a multi-statement string precede the rows (see
+# skip_leading_results).
+LEADING_RESULTS_KEY: str = "users_api_leading_results"
 
 # libpq's connect_timeout is whole seconds, and it treats 1 as 2.
 _MIN_CONNECT_TIMEOUT_SECONDS: int = 2
@@ -29,44 +28,21 @@ _KEEPALIVES: dict[str, int] = {"keepalives": 1, "keepalives_idle": 1, "keepalive
 _MIN_TCP_USER_TIMEOUT_MS: int = 1000
 
 
-def sqlite_read_only_url(path: Path) -> URL:
-    """URL of a SQLite file opened read-only: the /tmp copy is a snapshot, not a store."""
-    return URL.create("sqlite", database=f"file:{quote(str(path))}", query={"mode": "ro", "uri": "true"})
+def skip_leading_results(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """after_cursor_execute hook: move the cursor past a multi-statement string's leading results
+    (SET LOCAL's), so SQLAlchemy reads the SELECT's rows."""
+    for _ in range(context.execution_options.get(LEADING_RESULTS_KEY, 0)):
+        cursor.nextset()
 
 
-def _is_secret_parameter(name: str) -> bool:
-    # libpq takes `password` and `sslpassword` as query parameters too (…/db?password=…).
-    return "password" in name.lower()
+def create_db_engine(settings: Settings, url: URL, budget: Callable[[], float]) -> Engine:
+    """Create the process-wide engine on `url`; it connects lazily, on the first request.
 
-
-def safe_url(url: URL) -> str:
-    """The URL as text with any password masked, in the user info or the query, for logs."""
-    secret_keys = [key for key in url.query if _is_secret_parameter(key)]
-    if secret_keys:
-        url = url.update_query_dict(dict.fromkeys(secret_keys, "***"))
-    return url.render_as_string(hide_password=True)
-
-
-def password_forms(url: URL) -> list[str]:
-    """Every password in `url` as it may appear in text: raw, as SQLAlchemy renders it, percent-encoded."""
-    passwords = [str(url.password)] if url.password else []
-    for key, value in url.query.items():
-        if _is_secret_parameter(key):
-            passwords.extend(v for v in ((value,) if isinstance(value, str) else value) if v)
-    forms: list[str] = []
-    for password in passwords:
-        rendered = URL.create("x", username="u", password=password, host="h").render_as_string(hide_password=False)
-        forms += [
-            password,
-            rendered.removeprefix("x://u:").removesuffix("@h"),
-            quote(password, safe=""),
-            quote_plus(password),
-        ]
-    return forms
-
-
-def create_db_engine(settings: Settings, url: URL) -> Engine:
-    """Create the process-wide engine on `url`; it connects lazily, on the first request."""
+    `budget()`: the seconds the read being served has left (app/storage/queries.py,
+    read_budget_seconds), which bound each connection made for it.
+    """
     is_sqlite = url.get_backend_name() == "sqlite"
     # The app only reads, one statement per round trip: on PostgreSQL in autocommit, so a read
     # is not wrapped in BEGIN ... ROLLBACK round trips (docs/postgresql.md, "round trips").
@@ -84,7 +60,12 @@ def create_db_engine(settings: Settings, url: URL) -> Engine:
             pool_pre_ping=settings.pool_pre_ping,
             **options,
         )
-    event.listen(engine, "do_connect", _bounded_by_deadline_sqlite if is_sqlite else _bounded_by_deadline_postgres)
+    bound = _bounded_by_budget_sqlite if is_sqlite else _bounded_by_budget_postgres
+
+    def bounded_by_budget(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        bound(dialect, record, cparams, budget())
+
+    event.listen(engine, "do_connect", bounded_by_budget)
     if not is_sqlite:
         event.listen(engine, "after_cursor_execute", skip_leading_results)
         if settings.db_iam_auth:
@@ -100,15 +81,13 @@ def _iam_token_password(dialect: Any, record: Any, cargs: Any, cparams: dict[str
     cparams["sslmode"] = require_tls(cparams.get("sslmode"))
 
 
-def _bounded_by_deadline_sqlite(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+def _bounded_by_budget_sqlite(dialect: Any, record: Any, cparams: dict[str, Any], budget: float) -> None:
     # How long a read waits on a writer's lock before "database is locked" (a 503).
-    budget = budget_seconds()
     cparams["timeout"] = budget
     record.info[WAIT_LIMIT_KEY] = int(budget * 1000)
 
 
-def _bounded_by_deadline_postgres(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-    budget = budget_seconds()
+def _bounded_by_budget_postgres(dialect: Any, record: Any, cparams: dict[str, Any], budget: float) -> None:
     # Nothing here is session state on the server: a transaction-mode pooler (PgBouncer, RDS
     # Proxy) refuses startup `options` and hands the server connection to other clients between
     # transactions. These are libpq's client-side bounds; the statement's own time limit travels

@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 from app.config import Settings, parse_database_url
 from app.logs import redact
 from app.storage import aws
-from app.storage.engine import password_forms
+from app.storage.urls import password_forms
 
 __all__ = ["RDS_ENGINE_DRIVERS", "DatabaseSecretError", "fetch_database_url", "parse_database_secret"]
 

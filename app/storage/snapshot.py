@@ -8,8 +8,8 @@ Lifecycle (docs/aws.md, "Database snapshot from S3"):
   check first asks S3 for the object if its ETag changed (a conditional GET: an unchanged
   object costs one request and no download). A new object goes to a new file; a failed
   refresh is logged and the previous copy keeps serving; the next check is one period later.
-This module only fetches files and keeps the schedule; `app.storage.database.Database`
-builds engines on them and swaps them in.
+This module owns all of it: the schedule, the file in use, the engine on it, the swap to a
+newer one and the pool a swap retired. `app.storage.database.Database` only delegates.
 """
 
 from __future__ import annotations
@@ -18,36 +18,69 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from app.config import S3Location
+from sqlalchemy import Engine
+from sqlalchemy.pool import Pool
+
+from app.config import Settings
 from app.logs import LOGGER_NAME
 from app.storage import aws
-from app.storage.s3_snapshot import SnapshotError, SnapshotFile, download_snapshot, is_unchanged, remove_snapshot_file
+from app.storage.aws import AwsError
+from app.storage.engine import create_db_engine
+from app.storage.queries import MIN_BUDGET_SECONDS, read_budget_seconds, seconds_left
+from app.storage.s3_snapshot import SnapshotFile, download_snapshot, is_unchanged
+from app.storage.sqlite_file import remove_sqlite_file
+from app.storage.urls import sqlite_read_only_url
 
-__all__ = ["RETRY_INITIAL_SECONDS", "RETRY_MAX_SECONDS", "SnapshotSource", "process_alive"]
+__all__ = [
+    "RETRY_INITIAL_SECONDS",
+    "RETRY_MAX_SECONDS",
+    "DatabaseUnavailableError",
+    "SnapshotSource",
+    "process_alive",
+]
 
 # Backoff between download attempts while there is no good copy: doubles up to the maximum.
 RETRY_INITIAL_SECONDS: float = 1.0
 RETRY_MAX_SECONDS: float = 60.0
-# A snapshot without the table GET /users reads would only fail every request.
-REQUIRED_TABLE: str = "users"
+# Of a request's time, what a warm refresh of the S3 snapshot may spend downloading.
+REFRESH_SHARE_OF_BUDGET: float = 0.5
 
 _logger = logging.getLogger(f"{LOGGER_NAME}.snapshot")
 
 
-class SnapshotSource:
-    """The S3 object, the verified local copy in use, and the download schedule."""
+class DatabaseUnavailableError(Exception):
+    """Raised before a request when there is no database to serve it from yet (an S3 snapshot still loading)."""
 
-    def __init__(
-        self, location: S3Location, copy_path: Path, refresh_seconds: int, *, clock: Callable[[], float]
-    ) -> None:
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__("no database loaded yet")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class SnapshotSource:
+    """The S3 object, the verified local copy in use and its engine, and the download schedule.
+
+    The one writer of `current` and `engine`: a refresh swaps both.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float]) -> None:
+        location = settings.db_snapshot_s3_uri
+        assert location is not None
+        copy_path = settings.sqlite_copy_path
+        self.settings = settings
         self.location = location
-        self.refresh_seconds = refresh_seconds
+        self.refresh_seconds = settings.db_snapshot_refresh_seconds
         self.current: SnapshotFile | None = None
+        # None until a snapshot has loaded.
+        self.engine: Engine | None = None
+        self._refreshing = threading.Lock()
+        # The pool a swap replaced: a request that was using it returns its connection there
+        # afterwards, so it is disposed once more by the next request (or before a SnapStart snapshot).
+        self._retired_pool: Pool | None = None
         self._directory = copy_path.parent
         # The pid in the name tells a later process whose files it may remove (see remove_leftovers).
         self._file_stem = f"{copy_path.stem}.snapshot-"
@@ -56,6 +89,94 @@ class SnapshotSource:
         self._s3_client: Any = None  # created by the first download, never at import
         self._next_attempt_at = -math.inf
         self._retry_delay = RETRY_INITIAL_SECONDS
+
+    def before_request(self, deadline: float | None) -> None:
+        """Close a retired pool, refresh when due, and raise DatabaseUnavailableError while nothing is loaded."""
+        retired, self._retired_pool = self._retired_pool, None
+        if retired is not None:
+            retired.dispose()
+        self.refresh_if_due(deadline)
+        if self.engine is None:
+            raise DatabaseUnavailableError(self.retry_after_seconds())
+
+    def refresh_if_due(self, deadline: float | None = None) -> None:
+        """Swap in a newer S3 snapshot (or retry a failed cold start) when it is time; never raises.
+
+        `deadline`: when the request asking must be answered (None: no bound but the S3
+        client's). A refresh may take half of the time it leaves, since a copy is serving and
+        the request still has to read; a first load all of it, since without one the request
+        can only get a 503.
+        """
+        if not self.due():
+            return
+        # One thread checks; the others go on serving the current copy meanwhile.
+        if not self._refreshing.acquire(blocking=False):
+            return
+        try:
+            if self.due():
+                seconds = None if deadline is None else max(seconds_left(deadline), MIN_BUDGET_SECONDS)
+                if seconds is not None and self.current is not None:
+                    seconds *= REFRESH_SHARE_OF_BUDGET
+                fetched = self.fetch(seconds)
+                if fetched is not None:
+                    self._swap_in(fetched)
+        finally:
+            self._refreshing.release()
+
+    def _swap_in(self, fetched: SnapshotFile) -> None:
+        try:
+            engine = create_db_engine(self.settings, sqlite_read_only_url(fetched.path), read_budget_seconds)
+        except Exception as exc:
+            remove_sqlite_file(fetched.path)
+            self.failed(exc)
+            return
+        old_engine, old_file = self.engine, self.current
+        # No lock: a request that already checked out a connection from the old engine keeps
+        # it (dispose() closes only idle ones) and, on POSIX, keeps reading the unlinked file.
+        self.engine, self.current = engine, fetched
+        if old_engine is not None:
+            self._retired_pool = old_engine.pool
+            old_engine.dispose()
+        if old_file is not None:
+            remove_sqlite_file(old_file.path)
+        _logger.info(
+            "snapshot loaded",
+            extra={
+                "fields": {
+                    **self.describe(),
+                    "snapshot_size_bytes": fetched.size_bytes,
+                    "snapshot_download_ms": fetched.download_ms,
+                    "replaced_etag": None if old_file is None else old_file.etag,
+                }
+            },
+        )
+
+    def dispose(self) -> None:
+        """Close the engine's connections and delete the copy: tests and benchmarks; Lambda just ends."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.dispose()
+        if self.current is not None:
+            remove_sqlite_file(self.current.path)
+            self.current = None
+
+    def before_snapshot(self) -> None:
+        """SnapStart, before the snapshot: close every pooled connection (a retired pool's too), forget the S3 client."""
+        if self.engine is not None:
+            self.engine.dispose()
+        retired, self._retired_pool = self._retired_pool, None
+        if retired is not None:
+            retired.dispose()
+        self.forget_client()
+
+    def after_restore(self) -> None:
+        """SnapStart, after a restore: ask S3 again, and download again (503 until then) if the copy changed."""
+        if self.engine is not None:
+            self.engine.dispose()
+        self.forget_client()
+        if self._drop_changed_copy():
+            _logger.warning("snapshot copy changed since the snapshot: downloading it again")
+        self.check_now()
 
     def due(self) -> bool:
         """Whether it is time to look for a (newer) snapshot."""
@@ -73,7 +194,6 @@ class SnapshotSource:
                 self.location,
                 self._directory,
                 self._file_prefix,
-                required_table=REQUIRED_TABLE,
                 if_none_match=None if self.current is None else self.current.etag,
                 deadline=None if seconds is None else time.monotonic() + seconds,
             )
@@ -97,11 +217,11 @@ class SnapshotSource:
         else:
             delay = float(self.refresh_seconds)
         self._next_attempt_at = started_at + delay
-        known = isinstance(exc, SnapshotError)
+        known = isinstance(exc, AwsError)
         fields = {
             "s3_uri": self.location.uri,
-            "error_code": exc.code if isinstance(exc, SnapshotError) else type(exc).__name__,
-            "error_message": exc.message if isinstance(exc, SnapshotError) else str(exc),
+            "error_code": exc.code if isinstance(exc, AwsError) else type(exc).__name__,
+            "error_message": exc.message if isinstance(exc, AwsError) else str(exc),
             # What requests get meanwhile: the previous good copy, or 503.
             "serving_etag": None if self.current is None else self.current.etag,
             "retry_in_seconds": delay,
@@ -139,7 +259,7 @@ class SnapshotSource:
         """Drop the S3 client (and its connections); the next download makes a new one."""
         self._s3_client = None
 
-    def drop_changed_copy(self) -> bool:
+    def _drop_changed_copy(self) -> bool:
         """Forget (and delete) the copy in use if its file is no longer the one downloaded; say whether it did.
 
         After a SnapStart restore: the copy came with the snapshot, and a copy deleted or
@@ -148,8 +268,11 @@ class SnapshotSource:
         current = self.current
         if current is None or is_unchanged(current):
             return False
-        remove_snapshot_file(current.path)
+        remove_sqlite_file(current.path)
         self.current = None
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
         self._retry_delay = RETRY_INITIAL_SECONDS
         return True
 

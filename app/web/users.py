@@ -6,7 +6,7 @@ from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import Connection
 
 from app.config import SETTINGS_KEY
@@ -34,6 +34,15 @@ _VARY: str = "Accept, Accept-Encoding"
 _NOT_ACCEPTABLE_MESSAGE: str = "GET /users sends text/plain or application/json; the Accept header allows neither."
 
 
+@bp.before_app_request
+def _prepare_database() -> None:
+    # Once per request, here at the edge: when the answer must be ready, from the Lambda context
+    # serverless-wsgi puts in the environ; passed down to the database (an S3 snapshot's refresh)
+    # and to the reads.
+    g.deadline = answer_deadline(request.environ.get("serverless.context"))
+    current_app.extensions[DATABASE_KEY].before_request(g.deadline)
+
+
 @bp.get("/users")
 def list_users() -> Response:
     """Names in key order: all that fit in one response, or one page of them with a `next` link."""
@@ -45,8 +54,7 @@ def list_users() -> Response:
     etag = _identity_etag(database.content_id(), query, name_format, budget, coding)
     if etag is not None and is_not_modified(etag):
         return not_modified_response(etag, _VARY)  # the database is not read
-    # Once, here at the edge; passed down to the reads and to page building.
-    deadline = answer_deadline(request.environ.get("serverless.context"))
+    deadline: float | None = g.deadline
 
     meter: GzipMeter | None = None
 

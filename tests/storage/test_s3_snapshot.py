@@ -14,15 +14,15 @@ import pytest
 
 from app.config import S3Location
 from app.storage import aws
+from app.storage.aws import AwsError
 from app.storage.s3_snapshot import (
     SNAPSHOT_DEADLINE,
     SNAPSHOT_INVALID,
-    SnapshotError,
     SnapshotFile,
     download_snapshot,
     is_unchanged,
-    verify_sqlite_file,
 )
+from app.storage.sqlite_file import verify_sqlite_file
 from tests.conftest import MakeUsersDb
 from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, acting_as_user_without_access
 
@@ -33,9 +33,7 @@ PutSnapshot = Callable[..., dict[str, Any]]
 def _download(
     directory: Path, *, location: S3Location = LOCATION, if_none_match: str | None = None
 ) -> SnapshotFile | None:
-    return download_snapshot(
-        aws.client("s3"), location, directory, "users.snapshot-1-", required_table="users", if_none_match=if_none_match
-    )
+    return download_snapshot(aws.client("s3"), location, directory, "users.snapshot-1-", if_none_match=if_none_match)
 
 
 def _names(path: Path) -> list[str]:
@@ -140,7 +138,7 @@ def test_download_snapshot_rejects_unusable_object_and_leaves_no_file(
     put_snapshot(body=make_body(make_users_db))
     directory = tmp_path / "tmp"
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         _download(directory)
 
     assert raised.value.code == SNAPSHOT_INVALID
@@ -160,7 +158,7 @@ def test_download_snapshot_missing_object_raises_s3_code(
 ) -> None:
     put_snapshot(["Ann"])
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         _download(tmp_path / "tmp", location=location)
 
     assert raised.value.code == code
@@ -172,7 +170,7 @@ def test_download_snapshot_access_denied_raises_s3_code(
 ) -> None:
     put_snapshot(["Ann"])
 
-    with acting_as_user_without_access(monkeypatch), pytest.raises(SnapshotError) as raised:
+    with acting_as_user_without_access(monkeypatch), pytest.raises(AwsError) as raised:
         _download(tmp_path / "tmp")
 
     assert (raised.value.code, raised.value.message) == ("AccessDenied", "Access Denied")
@@ -213,8 +211,8 @@ def test_download_snapshot_interrupted_body_leaves_no_file(
 
     client.get_object = get_object
 
-    with pytest.raises(SnapshotError) as raised:
-        download_snapshot(client, LOCATION, tmp_path / "tmp", "users.snapshot-1-", required_table="users")
+    with pytest.raises(AwsError) as raised:
+        download_snapshot(client, LOCATION, tmp_path / "tmp", "users.snapshot-1-")
 
     assert raised.value.code == "ResponseStreamingError"
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -231,7 +229,7 @@ def test_download_snapshot_local_write_failure_is_a_snapshot_error(
 
     monkeypatch.setattr("app.storage.s3_snapshot.verify_sqlite_file", disk_full)
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         _download(directory)
 
     assert raised.value.code == "LocalWriteFailed"
@@ -240,7 +238,7 @@ def test_download_snapshot_local_write_failure_is_a_snapshot_error(
 
 
 def test_verify_sqlite_file_accepts_users_database(make_users_db: MakeUsersDb) -> None:
-    verify_sqlite_file(make_users_db(["Ann"]), required_table="users")
+    verify_sqlite_file(make_users_db(["Ann"]))
 
 
 def test_download_snapshot_wal_mode_database_leaves_no_sidecars(
@@ -281,13 +279,12 @@ def test_download_snapshot_stops_at_the_deadline_and_leaves_no_file(
     started = time.monotonic()
 
     # WHEN downloaded with half a second to go THEN it stops then, and keeps nothing
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(AwsError) as raised:
         download_snapshot(
             aws.client("s3"),
             LOCATION,
             tmp_path / "tmp",
             "users.snapshot-1-",
-            required_table="users",
             deadline=started + 0.5,
         )
 

@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.config import Settings
-from app.storage.engine import sqlite_read_only_url
+from app.storage.sqlite_file import InvalidSqliteFileError
+from app.storage.urls import sqlite_read_only_url
 from tests.conftest import MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
 
 
@@ -60,30 +61,38 @@ def _assert_503(response: TestResponse) -> dict[str, str]:
     return body
 
 
-def test_users_missing_database_file_is_503_without_details(
-    settings: Settings, make_app: Callable[[Settings], Flask], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_users_database_file_deleted_after_start_is_503_without_details(
+    make_users_db: MakeUsersDb,
+    settings: Settings,
+    make_app: Callable[[Settings], Flask],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    missing = tmp_path / "secret-dir" / "missing.db"
-    url = sqlite_read_only_url(missing).render_as_string()
+    # GIVEN a DATABASE_URL file that passed the cold start, then was deleted before any connection
+    (tmp_path / "secret-dir").mkdir()
+    path = make_users_db(["Ann"], filename="secret-dir/users.db")
+    url = sqlite_read_only_url(path).render_as_string()
     client = make_app(replace(settings, database_url=url)).test_client()
+    path.unlink()
 
     response = client.get("/users")
 
     _assert_503(response)
     assert b"secret-dir" not in response.data
+    assert not path.exists()  # opened without creating it
     logged = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "ERROR"]
     assert logged[0]["message"] == "database unavailable"
     assert "unable to open database file" in logged[0]["exception"]
 
 
-def test_users_corrupt_database_file_is_503(
+def test_users_corrupt_database_file_fails_the_cold_start(
     settings: Settings, make_app: Callable[[Settings], Flask], tmp_path: Path
 ) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a SQLite database, just bytes" * 100)
-    client = make_app(replace(settings, database_url=f"sqlite:///{garbage}")).test_client()
 
-    _assert_503(client.get("/users"))
+    with pytest.raises(InvalidSqliteFileError, match=r"^DATABASE_URL: SQLite database .*garbage\.db: not a SQLite"):
+        make_app(replace(settings, database_url=f"sqlite:///{garbage}"))
 
 
 def test_users_pool_timeout_is_503_and_leaks_nothing(
