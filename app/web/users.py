@@ -476,7 +476,7 @@ def list_users() -> Response:
     budget = body_budget(request.environ)
     coding = coding_for(request.environ.get("HTTP_ACCEPT_ENCODING"))
     if coding is None:
-        raise ApiError(406, "not_acceptable", NOT_ACCEPTABLE_MESSAGE)
+        raise ApiError(406, "not_acceptable", NOT_ACCEPTABLE_MESSAGE, vary=_VARY)
     database: Database = current_app.extensions[DATABASE_KEY]
     etag = _identity_etag(database.content_id, query, name_format, budget, coding)
     if etag is not None and _is_not_modified(etag):
@@ -568,7 +568,7 @@ def _negotiate() -> NameFormat:
         return TEXT
     name_format = _format_for_accept(accept)
     if name_format is None:
-        raise ApiError(406, "not_acceptable", _NOT_ACCEPTABLE_MESSAGE)
+        raise ApiError(406, "not_acceptable", _NOT_ACCEPTABLE_MESSAGE, vary=_VARY)
     return name_format
 
 

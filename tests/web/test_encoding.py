@@ -64,6 +64,7 @@ def test_encoding_refusing_gzip_and_identity_is_406(header: str, client: FlaskCl
 
     assert coding_for(header) is None
     assert response.status_code == 406
+    assert response.headers["Vary"] == "Accept, Accept-Encoding"
     assert response.mimetype == "application/json"
     assert response.get_json()["error"] == "not_acceptable"
     assert "Accept-Encoding" in response.get_json()["message"]
