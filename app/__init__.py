@@ -10,7 +10,7 @@ from flask import Flask
 
 from app.config import SETTINGS_KEY, Settings
 from app.logs import LOGGER_NAME, configure_logging
-from app.storage import Database
+from app.storage import DATABASE_KEY, open_database
 from app.web import register_web
 
 __all__ = ["create_app"]
@@ -30,8 +30,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app = Flask(__name__)
     app.extensions[SETTINGS_KEY] = settings
     register_web(app)
-    database = Database.open(settings, clock=clock)
-    database.init_app(app)
+    database = open_database(settings, clock=clock)
+    app.extensions[DATABASE_KEY] = database
     if settings.snap_start:
         from app.snapstart import register_snapstart_hooks
 

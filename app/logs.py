@@ -13,12 +13,14 @@ import json
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 __all__ = [
     "LOGGER_NAME",
+    "MAX_ROTATING_SECRETS",
     "REDACTED",
     "JsonFormatter",
     "TextFormatter",
@@ -37,24 +39,36 @@ REDACTED: str = "***"
 # "pw" would mask half of every line, while a value holding a longer one is replaced whole.
 MIN_SECRET_IN_TEXT: int = 4
 
-# The registered secrets.
+# Short-lived secrets kept for masking: an IAM auth token opens connections for 15 minutes,
+# and a new one is made for each connection; the newest this many cover far more than that.
+MAX_ROTATING_SECRETS: int = 64
+
+# The registered secrets: every one given to `redact`, then the newest rotating ones.
 _secrets: list[str] = []
+_lasting: list[str] = []
+_rotating: deque[str] = deque(maxlen=MAX_ROTATING_SECRETS)
 
 
-def redact(*secrets: str) -> None:
+def redact(*secrets: str, rotating: bool = False) -> None:
     """Mask, from now on, every log value that is or holds one of `secrets` (empty strings are ignored).
 
     Masking replaces the whole value (a field, the message, a traceback) by "***", never a
     substring of the line, so a short secret cannot break a line's JSON. It is the safety net:
     the code never puts a secret in a log line to begin with (URLs are rendered without
-    their password, a URL that cannot be parsed is never echoed).
+    their password, a URL that cannot be parsed is never echoed). `rotating`: secrets that
+    expire and keep being replaced (IAM tokens); only the newest MAX_ROTATING_SECRETS are
+    kept, so a container that lives for days does not check every line against thousands.
     """
-    _secrets.extend(secret for secret in secrets if secret and secret not in _secrets)
+    kept = _rotating if rotating else _lasting
+    kept.extend(secret for secret in secrets if secret and secret not in kept)
+    _secrets[:] = [*_lasting, *(secret for secret in _rotating if secret not in _lasting)]
 
 
 def forget_redactions() -> None:
     """Forget every registered secret (tests; a process keeps its secrets for life)."""
     _secrets.clear()
+    _lasting.clear()
+    _rotating.clear()
 
 
 def _masked(value: Any) -> Any:

@@ -8,14 +8,27 @@ awslambdaric, which runs them, depends on); it is imported only when SnapStart i
 
 from __future__ import annotations
 
+import logging
+
+from app.logs import LOGGER_NAME
 from app.storage import Database
 
 __all__ = ["register_snapstart_hooks"]
+
+_logger = logging.getLogger(f"{LOGGER_NAME}.storage")
 
 
 def register_snapstart_hooks(database: Database) -> None:
     """Close connections before the snapshot; reopen and re-check after each restore."""
     import snapshot_restore_py
 
-    snapshot_restore_py.register_before_snapshot(database.before_snapshot)
-    snapshot_restore_py.register_after_restore(database.after_restore)
+    def before_snapshot() -> None:
+        database.before_snapshot()
+        _logger.info("before snapshot: connections closed", extra={"fields": database.describe()})
+
+    def after_restore() -> None:
+        database.after_restore()
+        _logger.info("after restore: ready", extra={"fields": database.describe()})
+
+    snapshot_restore_py.register_before_snapshot(before_snapshot)
+    snapshot_restore_py.register_after_restore(after_restore)

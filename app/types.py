@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-__all__ = ["ALB_RESPONSE_LIMIT", "LAMBDA_RESPONSE_LIMIT", "RESPONSE_LIMIT_KEY", "LambdaContext", "LambdaResponse"]
+__all__ = [
+    "ALB_RESPONSE_LIMIT",
+    "LAMBDA_RESPONSE_LIMIT",
+    "RESPONSE_LIMIT_KEY",
+    "BodyMeter",
+    "LambdaContext",
+    "LambdaResponse",
+    "NameFormat",
+]
 
 # At the Lambda boundary responses are plain JSON objects.
 LambdaResponse = dict[str, Any]
@@ -23,3 +32,45 @@ class LambdaContext(Protocol):
 
     @property
     def aws_request_id(self) -> str: ...
+
+
+class NameFormat(Protocol):
+    """A representation of a page of names (text or JSON, app/web/users.py). Pieces (runs of
+    names) are joined by one comma."""
+
+    name: str
+    mimetype: str
+    # Escaped size of everything around the names, `next` at its longest.
+    framing_size: int
+
+    def join(self, names: list[str]) -> str:
+        """One piece: `names` in this format, separated by commas."""
+        ...
+
+    def encode(self, name: str) -> str:
+        """One name in this format (a piece of one)."""
+        ...
+
+    def body(self, pieces: Sequence[str], next_cursor: str | None) -> str:
+        """The response body: the pieces in order, framed."""
+        ...
+
+
+class BodyMeter(Protocol):
+    """Counts a page's body, piece by piece, against the room the response limit leaves it: as
+    escaped text (app/web/users.py) or gzipped and base64-encoded (app/web/encoding.py)."""
+
+    @property
+    def room(self) -> int:
+        """Room for the names, in what this meter counts."""
+        ...
+
+    @property
+    def spent(self) -> int:
+        """What the pieces taken so far take of the room: an estimate while the meter cannot tell
+        exactly (it only sizes the next chunk). Positive once a name is taken."""
+        ...
+
+    def fit(self, names: list[str], *, separated: bool) -> tuple[str, int]:
+        """(piece, count): the longest prefix of `names` that still fits, joined, now counted."""
+        ...

@@ -49,7 +49,7 @@ from app.config import Settings
 from app.storage import DATABASE_KEY
 from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
 from app.web.cursor import encode_cursor
-from app.web.pages import RESPONSE_RESERVE
+from app.web.users import RESPONSE_RESERVE
 from bench.report import compression_section, replace_section
 from bench.workload import REPO_ROOT
 

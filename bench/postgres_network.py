@@ -23,7 +23,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from app import create_app
@@ -42,21 +41,6 @@ DELAY_SECONDS = 0.001
 # Rows of the big table: "user-000001"-style names, more than one 6 MB page holds.
 BIG_ROWS = 600_000
 WARM_TARGET = 1.5  # issue #17: warm GET <= 1.5x the floor
-
-
-def _fill_big_table(url: URL) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM users"))
-            conn.execute(
-                text(
-                    "INSERT INTO users (id, name) SELECT i, 'user-' || lpad(i::text, 6, '0') FROM generate_series(1, :n) i"
-                ),
-                {"n": BIG_ROWS},
-            )
-    finally:
-        engine.dispose()
 
 
 def _through(url: URL, proxy: ProxyProcess) -> URL:
@@ -104,9 +88,8 @@ def _flights(proxy: ProxyProcess, call: Callable[[], object]) -> int:
 
 def measure(admin_url: str, rounds: int) -> dict[str, Any]:
     small = prepare_database(admin_url)
-    big = prepare_database(admin_url)
+    big = prepare_database(admin_url, BIG_ROWS)
     try:
-        _fill_big_table(big)
         with ProxyProcess((small.host or "127.0.0.1", small.port or 5432), delay=DELAY_SECONDS) as proxy:
             event, context = load_users_event(), FakeContext()
             unlimited = {**event, "queryStringParameters": None, "multiValueQueryStringParameters": None}

@@ -52,8 +52,9 @@ sys.stdin.read()
 """
 
 
-def prepare_database(admin_url: str) -> URL:
-    """A new database, named for this run, with USERS users; returns its URL (drop_database removes it)."""
+def prepare_database(admin_url: str, users: int = USERS) -> URL:
+    """A new database, named for this run, with `users` users named "user-000001" and so on;
+    returns its URL (drop_database removes it)."""
     name = f"{BENCH_DATABASE_PREFIX}{uuid.uuid4().hex}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
@@ -70,7 +71,7 @@ def prepare_database(admin_url: str) -> URL:
                 text(
                     "INSERT INTO users (id, name) SELECT i, 'user-' || lpad(i::text, 6, '0') FROM generate_series(1, :n) i"
                 ),
-                {"n": USERS},
+                {"n": users},
             )
     finally:
         setup.dispose()

@@ -26,10 +26,10 @@ from app import create_app
 from app.adapter import make_handler
 from app.config import Settings
 from app.logs import LOGGER_NAME
-from app.storage import DATABASE_KEY, Database
+from app.storage import DATABASE_KEY, Database, open_database
 from app.storage.queries import fetch_users_after
 from app.storage.urls import sqlite_read_only_url
-from app.web.pages import FETCH_CHUNK_ROWS
+from app.web.users import FETCH_CHUNK_ROWS
 from bench.workload import USERS_PATH, build_users_db, handler_environ, load_users_event
 
 __all__ = ["FloorHandler", "Variant", "app_with_engine_per_request", "engine_of", "import_handler", "warm_variants"]
@@ -121,7 +121,7 @@ def app_with_engine_per_request(settings: Settings) -> Flask:
 
     @app.before_request
     def _new_database() -> None:
-        Database.open(settings).init_app(app)
+        app.extensions[DATABASE_KEY] = open_database(settings)
 
     @app.teardown_request
     def _dispose_database(_: BaseException | None) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from app.logs import (
     LOGGER_NAME,
+    MAX_ROTATING_SECRETS,
     MIN_SECRET_IN_TEXT,
     JsonFormatter,
     configure_logging,
@@ -131,6 +132,27 @@ def test_logs_forget_redactions_unmasks(capsys: pytest.CaptureFixture[str]) -> N
     logger.info("hunter2")
 
     assert json.loads(capsys.readouterr().out)["message"] == "hunter2"
+
+
+def test_logs_rotating_secrets_keep_only_the_newest(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a lasting secret, then more rotating ones (IAM tokens) than are kept
+    logger = configure_logging("INFO")
+    tokens = [f"token-{number:04d}-signature" for number in range(MAX_ROTATING_SECRETS + 10)]
+    try:
+        redact("lasting-password")
+        for token in tokens:
+            redact(token, rotating=True)
+
+        # WHEN each is logged
+        logger.info("lines", extra={"fields": {"lasting": "lasting-password", "tokens": tokens}})
+    finally:
+        forget_redactions()
+
+    # THEN the lasting secret and the newest tokens are masked; the oldest, long expired, are not
+    line = json.loads(capsys.readouterr().out)
+    assert line["lasting"] == "***"
+    assert line["tokens"][-MAX_ROTATING_SECRETS:] == ["***"] * MAX_ROTATING_SECRETS
+    assert line["tokens"][:10] == tokens[:10]
 
 
 def test_logs_empty_secret_is_ignored(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from app.storage.database import DATABASE_KEY, Database, DatabaseUnavailableError
+from app.storage.database import DATABASE_KEY, Database, DatabaseUnavailableError, open_database
 
-__all__ = ["DATABASE_KEY", "Database", "DatabaseUnavailableError"]
+__all__ = ["DATABASE_KEY", "Database", "DatabaseUnavailableError", "open_database"]

@@ -50,7 +50,7 @@ def auth_token(host: str, port: int, user: str) -> str:
             token = client.generate_db_connect_auth_token(Hostname=host, Region=dsql.group(1))
     else:
         token = _client("rds", None).generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
-    redact(token)  # the code never logs it; this is the safety net
+    redact(token, rotating=True)  # the code never logs it; this is the safety net
     return token
 
 

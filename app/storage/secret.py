@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from app.config import Settings, parse_database_url
+from app.config import Settings, check_database_driver, parse_database_url
 from app.logs import redact
 from app.storage import aws
 from app.storage.urls import password_forms
@@ -50,7 +50,13 @@ def fetch_database_url(settings: Settings) -> tuple[URL, str] | None:
         text = _read_parameter(settings.database_url_ssm_parameter, source)
     else:
         return None
-    return parse_database_secret(text, source), source
+    url = parse_database_secret(text, source)
+    try:
+        # The same check DATABASE_URL gets when the settings are read.
+        check_database_driver(url)
+    except ValueError as exc:
+        raise DatabaseSecretError(f"{source}: the secret's database URL {exc}") from None
+    return url, source
 
 
 def parse_database_secret(text: str, source: str) -> URL:

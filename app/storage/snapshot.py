@@ -9,7 +9,8 @@ Lifecycle (docs/aws.md, "Database snapshot from S3"):
   object costs one request and no download). A new object goes to a new file; a failed
   refresh is logged and the previous copy keeps serving; the next check is one period later.
 This module owns all of it: the schedule, the file in use, the engine on it, the swap to a
-newer one and the pool a swap retired. `app.storage.database.Database` only delegates.
+newer one and the pool a swap retired. It is the app's `Database` (app/storage/database.py)
+when DB_SNAPSHOT_S3_URI is set.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class SnapshotSource:
     The one writer of `current` and `engine`: a refresh swaps both.
     """
 
+    # The web layer calls before_request on every request: a refresh may be due.
+    refreshes: bool = True
+
     def __init__(self, settings: Settings, *, clock: Callable[[], float]) -> None:
         location = settings.db_snapshot_s3_uri
         assert location is not None
@@ -98,6 +102,15 @@ class SnapshotSource:
         self.refresh_if_due(deadline)
         if self.engine is None:
             raise DatabaseUnavailableError(self.retry_after_seconds())
+
+    @property
+    def content_id(self) -> str | None:
+        """The loaded snapshot's hash: responses from it stay the same until the next swap."""
+        return None if self.current is None else "s3:" + self.current.sha256
+
+    def repair(self, exc: Exception) -> bool:
+        """Nothing to put right here: a failed read is answered as it is; the next refresh may help."""
+        return False
 
     def refresh_if_due(self, deadline: float | None = None) -> None:
         """Swap in a newer S3 snapshot (or retry a failed cold start) when it is time; never raises.
@@ -237,6 +250,7 @@ class SnapshotSource:
     def describe(self) -> dict[str, Any]:
         """Log fields naming the object and the copy in use."""
         return {
+            "database_source": "DB_SNAPSHOT_S3_URI",
             "database": self.location.uri,
             "snapshot_etag": None if self.current is None else self.current.etag,
             "snapshot_version_id": None if self.current is None else self.current.version_id,

@@ -28,19 +28,18 @@ from typing import Any
 
 from werkzeug.http import parse_accept_header
 
-from app.web.errors import ApiError
-from app.web.pages import BodyMeter, NameFormat, Page
+from app.types import NameFormat
 
 __all__ = [
     "GZIP",
     "GZIP_LEVEL",
+    "GZIP_ONLY",
     "IDENTITY",
     "MIN_COMPRESSED_SIZE",
+    "NOT_ACCEPTABLE_MESSAGE",
     "ContentCoding",
     "GzipMeter",
-    "encode_body",
-    "negotiate_coding",
-    "page_meter",
+    "coding_for",
 ]
 
 # Smaller texts are sent uncompressed: a gzip stream has 18 bytes of framing, and base64 adds a third.
@@ -60,7 +59,6 @@ _GZIP_FRAMING: int = 64
 _MARK: str = "\0"
 # Text flushed before its compression ratio sizes chunks.
 _RATIO_MIN_TEXT: int = 16_384
-_IDENTITY_NAME: str = "identity"
 
 
 @dataclass(frozen=True)
@@ -70,35 +68,26 @@ class ContentCoding:
     name: str
     # Whether a small body may be sent without a coding (no `identity;q=0`).
     identity_allowed: bool = True
-
-    @property
-    def tag_parts(self) -> tuple[str, ...]:
-        """What the ETag of a body sent with this choice depends on: nothing for no coding; for
-        gzip, the zlib that writes the stream and its level (other bytes, another strong tag)."""
-        if self.name == _IDENTITY_NAME:
-            return ()
-        small = "" if self.identity_allowed else "-only"
-        return (f"{self.name}{small}/{GZIP_LEVEL}/{zlib.ZLIB_RUNTIME_VERSION}",)
+    # What the ETag of a body sent with this choice depends on: nothing for no coding; for
+    # gzip, the zlib that writes the stream and its level (other bytes, another strong tag).
+    tag_parts: tuple[str, ...] = ()
 
 
-IDENTITY: ContentCoding = ContentCoding(_IDENTITY_NAME)
-GZIP: ContentCoding = ContentCoding("gzip")
-_GZIP_ONLY: ContentCoding = ContentCoding("gzip", identity_allowed=False)
-_NOT_ACCEPTABLE_MESSAGE: str = "GET /users sends gzip or no content coding; the Accept-Encoding header allows neither."
-
-
-def negotiate_coding(accept_encoding: str | None) -> ContentCoding:
-    """The coding for this request's Accept-Encoding value (None: no header); ApiError 406 if none is acceptable."""
-    if accept_encoding is None:
-        return IDENTITY
-    coding = _coding_for(accept_encoding)
-    if coding is None:
-        raise ApiError(406, "not_acceptable", _NOT_ACCEPTABLE_MESSAGE)
-    return coding
+_GZIP_TAG: str = f"gzip/{GZIP_LEVEL}/{zlib.ZLIB_RUNTIME_VERSION}"
+IDENTITY: ContentCoding = ContentCoding("identity")
+GZIP: ContentCoding = ContentCoding("gzip", tag_parts=(_GZIP_TAG,))
+GZIP_ONLY: ContentCoding = ContentCoding(
+    "gzip", identity_allowed=False, tag_parts=(_GZIP_TAG.replace("gzip", "gzip-only", 1),)
+)
+NOT_ACCEPTABLE_MESSAGE: str = "GET /users sends gzip or no content coding; the Accept-Encoding header allows neither."
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
-def _coding_for(accept_encoding: str) -> ContentCoding | None:
+def coding_for(accept_encoding: str | None) -> ContentCoding | None:
+    """The coding an Accept-Encoding value (None: no header) chooses; None if neither gzip nor no
+    coding is acceptable (a 406). Cached: clients send the same few headers again and again."""
+    if accept_encoding is None:
+        return IDENTITY
     named: dict[str, float] = {}
     anything: float | None = None
     for value, quality in parse_accept_header(accept_encoding):
@@ -112,7 +101,7 @@ def _coding_for(accept_encoding: str) -> ContentCoding | None:
     # No coding is acceptable unless refused by name or by `*;q=0`; unnamed, it comes last.
     identity_quality = named.get("identity", 0.001 if anything is None else anything)
     if gzip_quality > 0 and gzip_quality >= identity_quality:
-        return GZIP if identity_quality > 0 else _GZIP_ONLY
+        return GZIP if identity_quality > 0 else GZIP_ONLY
     return IDENTITY if identity_quality > 0 else None
 
 
@@ -120,60 +109,44 @@ def _deflate_bound(size: int) -> int:
     return size + (size >> _BLOCK_OVERHEAD_SHIFT) + _FLUSH_OVERHEAD
 
 
-class GzipMeter(BodyMeter):
-    """Compresses a page as it is collected, to at most `budget` bytes once base64-encoded.
+class GzipMeter:
+    """Compresses a page as it is collected, to at most `budget` bytes once base64-encoded (a BodyMeter).
 
-    Up to MIN_COMPRESSED_SIZE bytes of text are only kept: most responses are small, and one
-    may then be sent as it is without a compressor ever being made (~0.1 ms). Past that, far
-    from the budget, pieces are compressed without flushing (as well as one pass would): their
-    worst case (_deflate_bound) still fits. When it might not, a sync flush makes the size
-    exact, and a piece that may overflow is tried on a copy of the compressor.
+    `text`: the pieces already taken, joined (app/web/users.py keeps a page as text while it is
+    small, and hands it over here once it is not). Far from the budget, pieces are compressed
+    without flushing (as well as one pass would): their worst case (_deflate_bound) still
+    fits. When it might not, a sync flush makes the size exact, and a piece that may overflow
+    is tried on a copy of the compressor.
     """
 
-    def __init__(self, budget: int, name_format: NameFormat, coding: ContentCoding = GZIP) -> None:
+    def __init__(self, budget: int, name_format: NameFormat, coding: ContentCoding = GZIP, *, text: str = "") -> None:
         self.name_format = name_format
         self.coding = coding
         # Base64 writes 4 characters for every 3 bytes (and for a last 1 or 2).
         self.room = budget // 4 * 3 - _deflate_bound(name_format.framing_size) - _GZIP_FRAMING
         self.spent = 0
-        head = name_format.body([_MARK], None).partition(_MARK)[0].encode("utf-8")
-        self._waiting: list[bytes] = [head]  # text not yet given to the compressor
-        self.text_size = len(head)  # bytes of the uncompressed body so far
-        self._compressor: Any = None  # zlib's Compress, made once the text is over the minimum
-        self._output: list[bytes] = []
-        self._flushed = 0  # compressed bytes of all text but the last _pending bytes
-        self._flushed_text = 0
+        head = name_format.body([_MARK], None).partition(_MARK)[0]
+        self._compressor: Any = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+        start = (head + text).encode("utf-8")
+        self._output: list[bytes] = [self._compressor.compress(start), self._compressor.flush(zlib.Z_SYNC_FLUSH)]
+        self._flushed = sum(map(len, self._output))  # compressed bytes of all text but the last _pending bytes
+        self._flushed_text = len(start)
         self._pending = 0  # text bytes compressed since the last flush
+        self._count()
 
     def fit(self, names: list[str], *, separated: bool) -> tuple[str, int]:
         if not names:
             return "", 0
         piece = self.name_format.join(names)
         data = ("," + piece if separated else piece).encode("utf-8")
-        if self._compressor is None:
-            size = self.text_size + len(data)
-            if size <= MIN_COMPRESSED_SIZE and _deflate_bound(size) <= self.room:
-                self._waiting.append(data)
-                self.text_size = self.spent = size
-                return piece, len(names)
-            self._start()
         if self._flushed + _deflate_bound(self._pending + len(data)) > self.room:
             self._sync()
         if self._flushed + _deflate_bound(self._pending + len(data)) <= self.room:
             self._output.append(self._compressor.compress(data))
             self._pending += len(data)
-            self.text_size += len(data)
             self._count()
             return piece, len(names)
         return self._fit_exactly(names, separated=separated)
-
-    def _start(self) -> None:
-        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
-        waiting = b"".join(self._waiting)
-        self._waiting = []
-        self._output = [self._compressor.compress(waiting), self._compressor.flush(zlib.Z_SYNC_FLUSH)]
-        self._flushed = sum(map(len, self._output))
-        self._flushed_text = len(waiting)
 
     def _sync(self) -> None:
         if self._pending:
@@ -207,7 +180,6 @@ class GzipMeter(BodyMeter):
                 self._output.append(compressed)
                 self._flushed += len(compressed)
                 self._flushed_text += len(data)
-                self.text_size += len(data)
                 pieces.append(piece)
                 taken = trying
             else:
@@ -216,32 +188,9 @@ class GzipMeter(BodyMeter):
         self._count()
         return ",".join(pieces), taken
 
-    def finish(self, next_cursor: str | None) -> bytes | None:
-        """The gzip body (the pieces so far, then the rest of the format's framing), or None
-        when the whole text is small enough to be sent as it is and that is allowed."""
+    def finish(self, next_cursor: str | None) -> bytes:
+        """The gzip body: the pieces so far, then the rest of the format's framing."""
         tail = self.name_format.body([_MARK], next_cursor).partition(_MARK)[2].encode("utf-8")
-        self.text_size += len(tail)
-        if self.text_size <= MIN_COMPRESSED_SIZE and self.coding.identity_allowed:
-            return None
-        if self._compressor is None:
-            self._start()
         self._output.append(self._compressor.compress(tail))
         self._output.append(self._compressor.flush(zlib.Z_FINISH))
         return b"".join(self._output)
-
-
-def page_meter(coding: ContentCoding, budget: int, name_format: NameFormat) -> GzipMeter | None:
-    """The meter of a page sent with `coding` (None: not encoded, the escaped text is counted)."""
-    return None if coding.name == _IDENTITY_NAME else GzipMeter(budget, name_format, coding)
-
-
-def encode_body(
-    page: Page, name_format: NameFormat, next_cursor: str | None, meter: GzipMeter | None
-) -> tuple[str | bytes, str | None]:
-    """(body, Content-Encoding or None) of `page`, collected with `meter`."""
-    if meter is None:
-        return name_format.body(page.pieces, next_cursor), None
-    compressed = meter.finish(next_cursor)
-    if compressed is None:
-        return name_format.body(page.pieces, next_cursor), None
-    return compressed, meter.coding.name

@@ -38,11 +38,13 @@ _logger = logging.getLogger(f"{LOGGER_NAME}.errors")
 class ApiError(Exception):
     """Raised by a view that cannot answer as asked; sent as the JSON error `error`/`message` with `status`."""
 
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(self, status: int, error: str, message: str, *, vary: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
+        # The request headers the answer depends on (a 406 on Accept): a cache must key on them.
+        self.vary = vary
 
 
 def error_body(error: str, message: str) -> str:
@@ -67,7 +69,10 @@ def _http_error(exc: HTTPException) -> Response:
 def _api_error(exc: ApiError) -> Response:
     if exc.status >= 500:
         _logger.error(exc.error, extra={"fields": {"detail": exc.message}})
-    return error_response(exc.status, exc.error, exc.message)
+    response = error_response(exc.status, exc.error, exc.message)
+    if exc.vary is not None:
+        response.headers["Vary"] = exc.vary
+    return response
 
 
 def _unavailable(retry_after_seconds: int) -> Response:

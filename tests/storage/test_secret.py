@@ -160,6 +160,26 @@ def test_fetch_database_url_from_rds_secret_json(secrets_client: Any, secret_set
     assert (url.drivername, url.host, url.password) == ("postgresql+psycopg", RDS_SECRET["host"], PASSWORD)
 
 
+def test_fetch_database_url_refuses_a_driver_this_project_does_not_ship(
+    secrets_client: Any, secret_settings: Callable[..., Settings]
+) -> None:
+    # GIVEN an RDS secret of a MySQL database (its engine maps to mysql+pymysql, not shipped)
+    secret = {**RDS_SECRET, "engine": "mysql"}
+    arn = secrets_client.create_secret(Name="users-api/mysql", SecretString=json.dumps(secret))["ARN"]
+
+    # WHEN the cold start reads it
+    with pytest.raises(DatabaseSecretError) as raised:
+        fetch_database_url(secret_settings(database_secret_arn=arn))
+
+    # THEN it fails in one line that names the setting and the dialect, as DATABASE_URL would
+    message = str(raised.value)
+    assert message.startswith(
+        "DATABASE_SECRET_ARN: the secret's database URL uses the unsupported dialect 'mysql+pymysql'"
+    )
+    assert PASSWORD not in message
+    assert str(RDS_SECRET["host"]) not in message
+
+
 def test_fetch_database_url_reads_secret_in_the_region_of_its_arn(
     aws: None, secret_settings: Callable[..., Settings]
 ) -> None:

@@ -22,7 +22,7 @@ from app.adapter import LambdaHandler, make_handler
 from app.config import S3Location, Settings
 from app.storage import DATABASE_KEY
 from app.storage.s3_snapshot import SnapshotFile
-from app.storage.snapshot import RETRY_MAX_SECONDS
+from app.storage.snapshot import RETRY_MAX_SECONDS, SnapshotSource
 from tests.conftest import FakeContext, engine_of, log_lines, queue_pool
 from tests.events import make_v1_event, make_v2_event, response_headers
 from tests.storage.conftest import (
@@ -63,8 +63,8 @@ def _engine(application: Flask) -> Engine | None:
 
 def _snapshot(application: Flask) -> SnapshotFile | None:
     """The snapshot file the app serves from (None: none loaded)."""
-    source = application.extensions[DATABASE_KEY]._snapshot
-    assert source is not None
+    source = application.extensions[DATABASE_KEY]
+    assert isinstance(source, SnapshotSource)
     current: SnapshotFile | None = source.current
     return current
 

@@ -33,7 +33,7 @@ def test_snapshot_etag_follows_the_snapshot_and_304_reads_nothing(
     clock.advance(REFRESH_SECONDS)
     changed = handler(make_v1_event(headers={"If-None-Match": etag}), FakeContext())
 
-    assert application.extensions[DATABASE_KEY].content_id().startswith("s3:")
+    assert application.extensions[DATABASE_KEY].content_id.startswith("s3:")
     assert (first["statusCode"], first["body"]) == (200, "Sam")
     assert (unchanged["statusCode"], unchanged["body"]) == (304, "")
     assert counter.count == 0

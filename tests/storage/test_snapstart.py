@@ -18,6 +18,7 @@ from flask import Flask
 from app.adapter import make_handler
 from app.storage import DATABASE_KEY, Database
 from app.storage.s3_snapshot import SnapshotFile
+from app.storage.snapshot import SnapshotSource
 from tests.conftest import FakeContext, MakeUsersDb, engine_of, log_lines, queue_pool
 from tests.events import make_v1_event
 from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, FakeClock, MakeSnapshotApp
@@ -32,8 +33,8 @@ def _database(application: Flask) -> Database:
 
 
 def _current(application: Flask) -> SnapshotFile:
-    source = _database(application)._snapshot
-    assert source is not None and source.current is not None
+    source = _database(application)
+    assert isinstance(source, SnapshotSource) and source.current is not None
     return source.current
 
 

@@ -174,7 +174,7 @@ def test_conditional_mutable_database_tags_the_body(
 ) -> None:
     path = make_users_db(["Ann", "Ben"])
     application = make_app(sqlite_settings(path))
-    assert application.extensions[DATABASE_KEY].content_id() is None  # a DATABASE_URL may change
+    assert application.extensions[DATABASE_KEY].content_id is None  # a DATABASE_URL may change
     client = application.test_client()
     etag = _etag(client)
 
@@ -207,7 +207,7 @@ def test_conditional_bundle_identity_is_the_file_hash(
     first_etag = _etag(first.test_client())
     second_etag = _etag(second.test_client())
 
-    assert first.extensions[DATABASE_KEY].content_id().startswith("bundle:")
+    assert first.extensions[DATABASE_KEY].content_id.startswith("bundle:")
     assert first_etag != second_etag
     # A new container of the same deployment gives the same tag.
     third = make_app(

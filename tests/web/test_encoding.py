@@ -17,16 +17,15 @@ from flask.testing import FlaskClient
 
 from app.adapter import LambdaHandler
 from app.config import Settings
-from app.web.encoding import GZIP, IDENTITY, MIN_COMPRESSED_SIZE, ContentCoding, GzipMeter, negotiate_coding
-from app.web.errors import ApiError
-from app.web.pages import FETCH_CHUNK_ROWS, JSON, RESPONSE_RESERVE, TEXT, NameFormat, Page, collect_page
+from app.types import NameFormat
+from app.web.encoding import GZIP, GZIP_ONLY, IDENTITY, MIN_COMPRESSED_SIZE, ContentCoding, GzipMeter, coding_for
+from app.web.users import FETCH_CHUNK_ROWS, JSON, RESPONSE_RESERVE, TEXT, Page, SmallTextFirst, collect_page
 from tests.conftest import FakeContext, MakeUsersDb
 from tests.events import HTTP_EVENT_BUILDERS, response_headers
 from tests.gateway import DEPLOYMENTS, Deployment, walk
 from tests.names import TRICKY_NAMES, parse_text_body
 from tests.web.test_pages import FakeTable
 
-GZIP_ONLY = ContentCoding("gzip", identity_allowed=False)
 # Over MIN_COMPRESSED_SIZE as text or JSON, with every name that breaks naive formats.
 NAMES = [f"user{i}" for i in range(1, 3001)] + TRICKY_NAMES
 SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
@@ -56,18 +55,16 @@ GZIP_HEADERS = {"Accept-Encoding": "gzip, deflate, br"}
     ],
 )
 def test_encoding_negotiation_follows_rfc_9110(header: str | None, expected: ContentCoding) -> None:
-    assert negotiate_coding(header) == expected
+    assert coding_for(header) == expected
 
 
 @pytest.mark.parametrize("header", ["identity;q=0", "*;q=0", "gzip;q=0, identity;q=0", "br, *;q=0"])
 def test_encoding_refusing_gzip_and_identity_is_406(header: str, client: FlaskClient) -> None:
-    with pytest.raises(ApiError) as raised:
-        negotiate_coding(header)
-
     response = client.get("/users", headers={"Accept-Encoding": header})
 
-    assert raised.value.status == 406
+    assert coding_for(header) is None
     assert response.status_code == 406
+    assert response.headers["Vary"] == "Accept, Accept-Encoding"
     assert response.mimetype == "application/json"
     assert response.get_json()["error"] == "not_acceptable"
     assert "Accept-Encoding" in response.get_json()["message"]
@@ -281,3 +278,33 @@ def test_encoding_gzip_page_is_read_in_full_chunks(budget: int) -> None:
     # an early guess of the ratio: about one query per FETCH_CHUNK_ROWS names
     assert page.size > 10_000
     assert len(table.calls) <= page.size // FETCH_CHUNK_ROWS + 4
+
+
+@pytest.mark.parametrize("name_format", [TEXT, JSON], ids=["text", "json"])
+def test_encoding_small_text_first_compresses_only_past_the_minimum(name_format: NameFormat) -> None:
+    # GIVEN a small table, and one that outgrows MIN_COMPRESSED_SIZE within its first chunk
+    small = FakeTable([(1, "Ann"), (2, "Ben")])
+    large = FakeTable([(key, f"user{key}") for key in range(1, 3_001)])
+    budget = 20_000
+
+    small_meter = SmallTextFirst(budget, name_format, GZIP)
+    small_page = collect_page(
+        small.fetch, after=None, limit=None, name_format=name_format, budget=budget, meter=small_meter
+    )
+    large_meter = SmallTextFirst(budget, name_format, GZIP)
+    large_page = collect_page(
+        large.fetch, after=None, limit=None, name_format=name_format, budget=budget, meter=large_meter
+    )
+    next_cursor = None if large_page.next_after is None else "C" * 20
+    compressed = large_meter.finish(next_cursor)
+
+    # THEN the small page never made a compressor and is sent as text; the large one was handed
+    # to a GzipMeter that kept every name taken before the hand-over, within the base64 budget
+    assert small_page.next_after is None and len(small_page.pieces) == 1
+    assert small_meter.gzip is None
+    assert small_meter.finish(None) is None
+    assert large_meter.gzip is not None
+    assert compressed is not None
+    assert len(base64.b64encode(compressed)) <= budget
+    assert gzip.decompress(compressed).decode() == name_format.body(large_page.pieces, next_cursor)
+    assert large_page.size > 1_000

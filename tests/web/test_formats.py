@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.web.pages import FORMATS, JSON, TEXT, escaped_size
+from app.web.users import FORMATS, JSON, TEXT, escaped_size
 from tests.names import TRICKY_NAMES, parse_text_body
 
 

@@ -61,6 +61,7 @@ def test_accept_locally(accept: str, content_type: str | None, client: FlaskClie
     if content_type is None:
         assert response.status_code == 406
         assert response.get_json()["error"] == "not_acceptable"
+        assert response.headers["Vary"] == "Accept, Accept-Encoding"  # a cache keys the 406 on Accept too
     else:
         assert response.status_code == 200
         assert response.content_type == content_type
@@ -84,6 +85,7 @@ def test_accept_through_every_event_kind(
         assert response["statusCode"] == 406
         assert headers["content-type"] == "application/json"
         assert json.loads(response["body"])["error"] == "not_acceptable"
+        assert headers["vary"] == "Accept, Accept-Encoding"
     else:
         assert response["statusCode"] == 200
         assert headers["content-type"] == content_type

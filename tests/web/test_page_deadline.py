@@ -16,7 +16,7 @@ from flask import Flask
 
 from app.adapter import LambdaHandler
 from app.config import Settings
-from app.web.pages import FETCH_CHUNK_ROWS, TEXT, collect_page
+from app.web.users import FETCH_CHUNK_ROWS, TEXT, collect_page
 from tests.conftest import FakeContext
 from tests.events import make_v1_event, response_headers
 

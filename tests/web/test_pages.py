@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 import pytest
 from werkzeug.datastructures import MultiDict
 
+from app.types import NameFormat
 from app.web.cursor import encode_cursor
 from app.web.errors import ApiError
-from app.web.pages import (
+from app.web.users import (
     FETCH_CHUNK_ROWS,
     JSON,
     MAX_CHUNK_ROWS,
     TEXT,
-    NameFormat,
     Page,
     PageQuery,
     collect_page,

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, event
 
 from app.adapter import LambdaHandler
 from app.web.cursor import encode_cursor
-from app.web.pages import FETCH_CHUNK_ROWS
+from app.web.users import FETCH_CHUNK_ROWS
 from tests.conftest import FakeContext, queue_pool
 from tests.events import make_v1_event
 from tests.gateway import DEPLOYMENTS, Deployment, Fetched, walk
