@@ -31,6 +31,9 @@ RESULTS_PATH: Path = BENCH_DIR / "RESULTS.md"
 CHART_PATH: Path = BENCH_DIR / "warm.png"
 BASELINE_PATH: Path = BENCH_DIR / "baseline.json"
 VERSIONED: tuple[str, ...] = ("flask", "werkzeug", "sqlalchemy", "serverless-wsgi", "apig-wsgi")
+# What the before/after table reads from the baseline (bench/report.py, _before_after). Nothing
+# else is kept: a profile's file:line names and import lists would outlive the code they name.
+BASELINE_SECTIONS: tuple[str, ...] = ("meta", "warm", "gc", "cold")
 
 
 def _child(module: str, *args: str) -> dict[str, Any]:
@@ -168,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out_dir / RESULTS_PATH.name).write_text(markdown, encoding="utf-8")
     draw_warm_chart(results, args.out_dir / CHART_PATH.name)
     if args.save_baseline:
-        BASELINE_PATH.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        recorded = {section: value for section, value in results.items() if section in BASELINE_SECTIONS}
+        BASELINE_PATH.write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
 
     print(markdown)
     for target in targets(results):

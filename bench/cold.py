@@ -23,6 +23,7 @@ from bench.workload import REPO_ROOT, USERS_EVENT_PATH, build_filler_db, build_u
 
 __all__ = [
     "COLD_TARGETS",
+    "COPY_FUNCTION_NAME",
     "CUMULATIVE_OF",
     "ImportLine",
     "cold_starts",
@@ -37,6 +38,8 @@ COLD_TARGETS: dict[str, str] = {
     "bench.cold_targets.reference": "reference: Flask + SQLAlchemy + serverless-wsgi, same query and copy",
     "bench.cold_targets.hello": "reference: bare Flask + serverless-wsgi 'hello'",
 }
+# What the copy costs measure, named from the function itself so RESULTS.md follows it if it moves.
+COPY_FUNCTION_NAME: str = f"{ensure_local_copy.__module__}.{ensure_local_copy.__qualname__}"
 # Packages whose whole import (their own modules and what they pull in first) is reported.
 CUMULATIVE_OF: tuple[str, ...] = ("sqlalchemy", "serverless_wsgi", "flask", "app")
 _CHILD: Path = Path(__file__).resolve().parent / "cold_child.py"

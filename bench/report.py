@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cold import COPY_FUNCTION_NAME
+
 __all__ = [
     "POSTGRES_NETWORK_HEADING",
     "Target",
@@ -276,7 +278,7 @@ def render_markdown(results: dict[str, Any], baseline: dict[str, Any] | None) ->
             ),
         ),
         "",
-        "Copying the bundled database to /tmp at cold start (`app.sqlite_bundle.ensure_local_copy`), median",
+        f"Copying the bundled database to /tmp at cold start (`{COPY_FUNCTION_NAME}`), median",
         "of repeated runs; the bundle is in the page cache here, while a cold container reads it from its package:",
         "",
         *_table(

@@ -4,7 +4,7 @@
 
 `osls package` runs this through serverless-plugins/artifact.js once the zip holds the app and
 its dependencies. Lambda's /var/task is read-only, so a zip without bytecode makes every cold
-start compile every module it imports from source (2-3x the import time, see docs/deploy.md).
+start compile every module it imports from source (`make bench-artifact` measures what that costs).
 
 The bytecode must be valid for the runtime's Python (the magic number changes with each minor
 version, so only that interpreter may write it) and must survive the zip. Timestamp-checked
