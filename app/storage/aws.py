@@ -1,7 +1,7 @@
 """boto3 clients, imported and created only when a feature that needs AWS is configured.
 
-Importing boto3 and building a client costs a cold start tens of milliseconds
-(docs/aws.md), so nothing imports this module's boto3 until `client` is called:
+Importing boto3 and building a client is a large share of a cold start (`python -m
+bench.aws_import_cost` measures it), so nothing imports this module's boto3 until `client` is called:
 a plain cold start never pays for it. Callers call `aws.client(...)` through the module,
 which also lets tests wrap the factory.
 """

@@ -42,7 +42,7 @@ def verify_bundle(copy: Path) -> None:
     """Check the /tmp copy once per container: SQLite header, `PRAGMA quick_check`, the `users` schema.
 
     SQLite's own checks rather than a checksum: they also hold for a BUNDLED_DB_PATH that no
-    build recorded, and cost well under a millisecond for the shipped file (docs/design.md).
+    build recorded, and run once per container on a small file.
     """
     try:
         verify_sqlite_file(copy)

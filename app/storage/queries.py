@@ -50,7 +50,7 @@ RESPONSE_MARGIN_SECONDS: float = 0.5
 MIN_RETRY_SECONDS: float = 2.0
 
 # Users are listed, and paged, in key order: the `id INTEGER PRIMARY KEY` / `id bigint PRIMARY
-# KEY` the README's schema gives them (in SQLite the rowid's alias: the same plan, and a
+# KEY` docs/postgresql.md's schema gives them (in SQLite the rowid's alias: the same plan, and a
 # WITHOUT ROWID table or a view works too). Keyset queries only: an index seek to `:after`,
 # then `:count` rows, whatever the table size. Statements are fixed; input is bound, never
 # spliced in. Keyed by has `after`.

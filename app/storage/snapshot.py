@@ -1,14 +1,7 @@
 """Which SQLite snapshot from S3 this process serves, and when to look for a newer one.
 
-Lifecycle (docs/aws.md, "Database snapshot from S3"):
-- Cold start: download and verify the object. If that fails the app still starts: every
-  request is answered 503 JSON, and the download is retried on later requests, at most
-  once per 1, 2, 4, ... up to 60 seconds.
-- Warm: with DB_SNAPSHOT_REFRESH_SECONDS > 0, a request arriving that long after the last
-  check first asks S3 for the object if its ETag changed (a conditional GET: an unchanged
-  object costs one request and no download). A new object goes to a new file; a failed
-  refresh is logged and the previous copy keeps serving; the next check is one period later.
-This module owns all of it: the schedule, the file in use, the engine on it, the swap to a
+The lifecycle (cold start, retries, warm refresh by conditional GET) is docs/aws.md
+("Database snapshot from S3"). This module owns all of it: the schedule, the file in use, the engine on it, the swap to a
 newer one and the pool a swap retired. It is the app's `Database` (app/storage/database.py)
 when DB_SNAPSHOT_S3_URI is set.
 """

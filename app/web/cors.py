@@ -1,14 +1,8 @@
 """CORS (Fetch standard, "CORS protocol"): which web pages may read the API from a browser.
 
-Off unless CORS_ALLOW_ORIGINS is set. Then every response (errors and 304s included) says
-`Vary: Origin`, and one to an allowed origin also carries `Access-Control-Allow-Origin` and
-`Access-Control-Expose-Headers` (without which a script could not read `Link`, so could not
-follow the pages). A preflight (OPTIONS with `Access-Control-Request-Method`) from an allowed
-origin for GET or HEAD gets the allowed method, headers and a max age. Any OPTIONS is answered
-204 with `Allow`, as it has no content.
+Off unless CORS_ALLOW_ORIGINS is set; what each response carries is docs/http.md ("CORS").
 
-Not flask-cors (6.0.5): importing it adds ~6 ms to a cold start (median of 7 runs of
-`python -X importtime` on the 2-core dev machine, 14 ms under load), and it would still need
+Not flask-cors (6.0.5): importing it lengthens every cold start, and it would still need
 patching: it sends no `Vary: Origin` for a single allowed origin or to a refused one (a shared
 cache could then serve one origin's answer to another), and it leaves Flask's 200 on preflights.
 """

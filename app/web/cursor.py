@@ -3,11 +3,7 @@
 A cursor is 20 URL-safe base64 characters (no padding, nothing to percent-encode, so it
 survives every gateway's query-string handling unchanged) encoding 15 bytes:
 a version byte, the key as a signed 64-bit integer, and a 6-byte BLAKE2b checksum.
-
-The checksum catches corrupted and hand-edited cursors (a flipped bit would otherwise
-silently start the next page somewhere else). It is not a signature: a cursor only holds
-a position in a list every client may read in full, so there is nothing to protect, and
-a secret would break every outstanding cursor whenever it rotated.
+Why a checksum and not a signature: docs/pagination.md ("Cursors").
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Content codings (RFC 9110 §8.4.1, §12.5.3): gzip pages for clients that accept it.
 
-API Gateway HTTP APIs, function URLs and ALBs do not compress, and names compress 4-5×, so a
-page is sent gzipped when `Accept-Encoding` allows gzip (`x-gzip` too) at least as much as no
-coding, and its text is over MIN_COMPRESSED_SIZE bytes (smaller ones gain nothing and are sent
-as they are, unless `identity;q=0` forbids that). A q-value of 0 refuses a coding; `*` stands
-for every coding the header does not name; without a header, or with an empty one, the body is
-not encoded. A header that refuses both gzip and no coding gets a 406.
+API Gateway HTTP APIs, function URLs and ALBs do not compress, and names compress well; the
+rules for choosing gzip are docs/http.md ("Compression").
 
 serverless-wsgi base64-encodes every response with a Content-Encoding, so a gzip page costs 4/3
 of its compressed size in the proxy response JSON (base64 is never escaped). GzipMeter fills
@@ -13,10 +9,9 @@ a page to that budget exactly: the names are compressed as they are read, by one
 zlib compressor; a Z_SYNC_FLUSH makes the size so far exact, and `copy()` tries the chunk
 that would overflow, name count by bisection, without touching the stream.
 
-Not brotli (`br`, brotli 1.2.1): its wheel is 1.42 MB zipped (a 5.2 MB extension module),
-`import brotli` takes ~2.8 ms of cold start, its compressor cannot be copied (so a page
-could not be fitted exactly without compressing it again), and at the qualities that beat
-gzip it is 5× slower (measured in the commit that added this module).
+Not brotli (`br`): its compressor cannot be copied, so a page could not be fitted exactly
+without compressing it again; it is also a large wheel, slower to import and, at the
+qualities that beat gzip, slower to run (figures in the commit that added this module).
 """
 
 from __future__ import annotations

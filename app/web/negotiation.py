@@ -4,16 +4,8 @@ werkzeug parses the header (`parse_accept_header`: the list, the parameters, the
 but its `MIMEAccept.best_match` does not fit: a range with parameters (`text/plain;
 charset=utf-8`, `application/json; version=1`) only matches an offer with the same
 parameters, so every such client got 406, and between equal q-values it prefers the more
-specific range over the server's preference. Here:
-
-- a member's parameters other than `q` never prevent a match: it matches a response of its type;
-- an offer's quality is the q of the most specific range that matches it (`type/subtype`
-  over `type/*` over `*/*`; among equally specific ranges, the highest q);
-- the offer with the highest quality wins, ties going to the earlier offer; q=0 means "not
-  acceptable", so all offers at 0 is None (the caller answers 406);
-- malformed members are ignored: a member that is not a media range (`garbage`, `text`,
-  `*/json`) or whose q is not a qvalue (`q=abc`, `q=2`). An `Accept` with no valid member
-  counts as absent: the first offer.
+specific range over the server's preference. The rules applied here are listed in
+docs/pagination.md ("Content negotiation").
 """
 
 from __future__ import annotations

@@ -2,36 +2,15 @@
 
 Everything a warm GET runs in the web layer is here, in the order a request meets it: the
 query parameters, the format (Accept), the identity ETag and If-None-Match, the page read in
-chunks and cut by count, size or deadline, the body and the `next` link. Around it: RFC 9110
-media-type matching (negotiation.py), gzip (encoding.py, only when a client asks for it),
-cursors (cursor.py), errors (errors.py), CORS (cors.py). docs/http.md is the contract.
+chunks and cut by count, size or deadline, the body and the `next` link; gzip (encoding.py)
+only once a body is worth compressing. The contract is docs/http.md and docs/pagination.md
+(formats, size budget, cursors); the comments here say why the code does it that way.
 
-Formats. Text (`text/plain; charset=utf-8`) is one CSV record (RFC 4180): names joined by
-commas, and a name is put in double quotes, with its own double quotes doubled, only when
-it is empty or contains a comma, a double quote, CR or LF. Every other name is sent as is,
-so a plain list reads exactly like the seed's `",".join(names)`; any CSV reader splits it
-back. JSON (`application/json`) is `{"users": [...], "next": <cursor or null>}`, compact.
-
-Pages. A page is read in chunks, each one keyset query (`key > :after ORDER BY key LIMIT
-:count`): the first of FETCH_CHUNK_ROWS rows, each next one twice as large up to
-MAX_CHUNK_ROWS across a network, and no larger than what the rows read so far say will fit
-in the room left. Reading stops as soon as the page is full, by `limit` or by the byte
-budget, or when the invocation's deadline is near: then the page is shorter and has a
-`next` link. Memory and time per request follow the page, never the table.
-
-Sizes. Lambda rejects a synchronous response whose JSON exceeds 6 MB and an ALB target's
-response JSON may not exceed 1 MB; either way the client gets a 502. The adapter puts the
-limit of the request's event source in the WSGI environ (RESPONSE_LIMIT_KEY); bodies are
-counted as they will appear inside the proxy response: a JSON string escaped with
-`ensure_ascii` (`"` and `\\` take 2 bytes, control characters 6, other non-ASCII characters
-6 or 12), the most the runtime's serialiser can produce, leaving a reserve for the status,
-the headers and the JSON around them. A gzip body is counted in base64-encoded compressed bytes.
-
-ETags (RFC 9110 §8.8.3, §13.1.2): a strong tag on every 200, 304 for a matching If-None-Match
-(weak comparison, `*` too), evaluated once the request is known to succeed, for GET and HEAD
-alone. When the database cannot change under the app (`Database.content_id`), the tag hashes
-that identity and everything else the response depends on, known before reading: a 304 then
-reads nothing. Otherwise (PostgreSQL, a DATABASE_URL file) it hashes the response itself.
+Chunks: each is one keyset query, the first of FETCH_CHUNK_ROWS rows, each next one twice as
+large up to MAX_CHUNK_ROWS across a network, and never larger than what the rows read so far
+say will fit in the room left, so memory and time per request follow the page, not the table.
+Bodies are counted as they will appear inside the proxy response (RESPONSE_LIMIT_KEY, put in
+the environ by the adapter): escaped JSON text, or base64 of the gzip stream.
 """
 
 from __future__ import annotations
