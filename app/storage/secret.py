@@ -22,15 +22,12 @@ from app.storage.urls import password_forms
 __all__ = ["RDS_ENGINE_DRIVERS", "DatabaseSecretError", "fetch_database_url", "parse_database_secret"]
 
 # RDS secret `engine` -> (SQLAlchemy drivername, default port, default database). The
-# defaults are those of AWS's rotation templates. Each driver must be installed
-# (PostgreSQL: psycopg; MySQL and MariaDB: PyMySQL).
+# defaults are those of AWS's rotation templates. PostgreSQL engines only: the reads are
+# written for PostgreSQL and SQLite (app/storage/queries.py), so a MySQL secret is refused.
 RDS_ENGINE_DRIVERS: dict[str, tuple[str, int, str | None]] = {
     "postgres": ("postgresql+psycopg", 5432, "postgres"),
     "postgresql": ("postgresql+psycopg", 5432, "postgres"),
     "aurora-postgresql": ("postgresql+psycopg", 5432, "postgres"),
-    "mysql": ("mysql+pymysql", 3306, None),
-    "mariadb": ("mysql+pymysql", 3306, None),
-    "aurora-mysql": ("mysql+pymysql", 3306, None),
 }
 _REQUIRED_KEYS: tuple[str, ...] = ("engine", "host", "username", "password")
 _MAX_PORT: int = 65535

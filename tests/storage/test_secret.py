@@ -60,8 +60,6 @@ def test_parse_database_secret_rds_json_escapes_the_password() -> None:
     [
         pytest.param({"port": "6543"}, ("postgresql+psycopg", 6543, "users"), id="port-as-string"),
         pytest.param({"port": None, "dbname": None}, ("postgresql+psycopg", 5432, "postgres"), id="postgres-defaults"),
-        pytest.param({"engine": "mysql", "port": None, "dbname": None}, ("mysql+pymysql", 3306, None), id="mysql"),
-        pytest.param({"engine": "mariadb"}, ("mysql+pymysql", 5432, "users"), id="mariadb"),
         pytest.param({"engine": "aurora-postgresql"}, ("postgresql+psycopg", 5432, "users"), id="aurora-postgresql"),
     ],
 )
@@ -95,8 +93,7 @@ def test_parse_database_secret_rds_json_engines_and_defaults(
         ),
         pytest.param(
             json.dumps({**RDS_SECRET, "engine": "oracle"}),
-            "DATABASE_SECRET_ARN: unsupported engine 'oracle'; supported: aurora-mysql, aurora-postgresql, mariadb, "
-            "mysql, postgres, postgresql",
+            "DATABASE_SECRET_ARN: unsupported engine 'oracle'; supported: aurora-postgresql, postgres, postgresql",
             id="unsupported-engine",
         ),
         pytest.param(
@@ -163,9 +160,10 @@ def test_fetch_database_url_from_rds_secret_json(secrets_client: Any, secret_set
 def test_fetch_database_url_refuses_a_driver_this_project_does_not_ship(
     secrets_client: Any, secret_settings: Callable[..., Settings]
 ) -> None:
-    # GIVEN an RDS secret of a MySQL database (its engine maps to mysql+pymysql, not shipped)
-    secret = {**RDS_SECRET, "engine": "mysql"}
-    arn = secrets_client.create_secret(Name="users-api/mysql", SecretString=json.dumps(secret))["ARN"]
+    # GIVEN a secret holding the URL of a MySQL database (mysql+pymysql: not shipped)
+    password = "not-in-any-message"
+    url = f"mysql+pymysql://users_api:{password}@{RDS_SECRET['host']}:3306/users"
+    arn = secrets_client.create_secret(Name="users-api/mysql", SecretString=url)["ARN"]
 
     # WHEN the cold start reads it
     with pytest.raises(DatabaseSecretError) as raised:
@@ -176,7 +174,7 @@ def test_fetch_database_url_refuses_a_driver_this_project_does_not_ship(
     assert message.startswith(
         "DATABASE_SECRET_ARN: the secret's database URL uses the unsupported dialect 'mysql+pymysql'"
     )
-    assert PASSWORD not in message
+    assert password not in message
     assert str(RDS_SECRET["host"]) not in message
 
 
