@@ -16,7 +16,7 @@ from app.config import Settings
 from app.storage.bundle import BundleInvalidError
 from app.storage.sqlite_file import InvalidSqliteFileError, verify_sqlite_file
 from app.storage.urls import sqlite_read_only_url
-from tests.conftest import log_lines
+from tests.support.logs import log_lines
 
 # Schemas the query serves, each with the rows ("Ann", "Ben") under ids 1 and 2.
 SERVABLE: dict[str, list[str]] = {

@@ -27,8 +27,10 @@ from app.storage.queries import (
     read_with_reconnect,
     seconds_left,
 )
-from tests.conftest import FakeContext, MakeUsersDb, engine_of, queue_pool
-from tests.events import make_v1_event, response_headers
+from tests.support.engines import engine_of, queue_pool
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event, response_headers
+from tests.support.tables import MakeUsersDb
 
 REMAINING_MS = 4_000
 

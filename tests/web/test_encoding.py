@@ -20,10 +20,11 @@ from app.config import Settings
 from app.web.encoding import GZIP, IDENTITY, MIN_COMPRESSED_SIZE, ContentCoding, GzipMeter, negotiate_coding
 from app.web.errors import ApiError
 from app.web.pages import FETCH_CHUNK_ROWS, JSON, RESPONSE_RESERVE, TEXT, NameFormat, Page, collect_page
-from tests.conftest import FakeContext, MakeUsersDb
-from tests.events import HTTP_EVENT_BUILDERS, response_headers
-from tests.gateway import DEPLOYMENTS, Deployment, walk
-from tests.names import TRICKY_NAMES, parse_text_body
+from tests.support.gateway import DEPLOYMENTS, Deployment, walk
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import HTTP_EVENT_BUILDERS, response_headers
+from tests.support.names import TRICKY_NAMES, parse_text_body
+from tests.support.tables import MakeUsersDb
 from tests.web.test_pages import FakeTable
 
 GZIP_ONLY = ContentCoding("gzip", identity_allowed=False)

@@ -17,8 +17,8 @@ from flask import Flask
 from app.adapter import LambdaHandler
 from app.config import Settings
 from app.web.pages import FETCH_CHUNK_ROWS, TEXT, collect_page
-from tests.conftest import FakeContext
-from tests.events import make_v1_event, response_headers
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event, response_headers
 
 ROWS = 1_000_000
 

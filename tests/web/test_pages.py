@@ -23,7 +23,7 @@ from app.web.pages import (
     escaped_size,
     parse_page_query,
 )
-from tests.names import TRICKY_NAMES, parse_text_body
+from tests.support.names import TRICKY_NAMES, parse_text_body
 
 
 @dataclass

@@ -1,11 +1,21 @@
-"""Large generated users tables, built inside SQLite in one statement (1M rows in about a second)."""
+"""Users tables: the bundled one's names, the type of the `make_users_db` fixture, and large
+generated tables built inside SQLite in one statement (1M rows in about a second)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.names import TRICKY_NAMES
+from tests.support.names import TRICKY_NAMES
+
+__all__ = ["SEED_NAMES", "TRICKY_EVERY", "MakeUsersDb", "build_users_db"]
+
+# GET /users as text from the bundled data/users.db (data/users.csv).
+SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
+
+# The `make_users_db` fixture (tests/conftest.py): names in (and `filename=`), the SQLite file's path out.
+MakeUsersDb = Callable[..., Path]
 
 # Every TRICKY_EVERY-th user gets a tricky name; prime, so they fall all over pages and chunks.
 TRICKY_EVERY = 997
