@@ -1,6 +1,6 @@
 """Fixtures: temp databases, apps on them, and Lambda handlers made for them with `make_handler`.
 
-Helpers the tests import are in tests/support/; this file holds fixtures only.
+Helpers the tests import are in tests/support/; this file holds fixtures and hooks only.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ from tests.support.lambda_context import FakeContext
 from tests.support.runtime_api import RuntimeApi
 from tests.support.runtime_client import HANDLER, RuntimeProcess
 from tests.support.tables import MakeUsersDb
+
+TESTS_DIR = Path(__file__).resolve().parent
+# Folders whose every test is slow: each builds the zip, runs the Serverless CLI or a runtime client.
+SLOW_FOLDERS = ("deploy",)
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +182,11 @@ def start_runtime(tmp_path: Path) -> Iterator[Callable[..., RuntimeProcess]]:
     yield start
     for runtime in started:
         runtime.stop()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under SLOW_FOLDERS `slow`, so `-m "not slow"` (`make test-fast`) leaves them out."""
+    for item in items:
+        if item.path.is_relative_to(TESTS_DIR) and item.path.relative_to(TESTS_DIR).parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

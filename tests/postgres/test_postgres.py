@@ -45,6 +45,8 @@ from tests.support.postgres_cluster import ClusterUnavailableError, PostgresClus
 from tests.support.runtime_api import RuntimeApi
 from tests.support.runtime_client import PRIMED_HANDLER, TIMEOUT_SECONDS
 
+pytestmark = pytest.mark.slow  # a throwaway PostgreSQL cluster and PgBouncer, restarts, killed backends
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_SERVER_URL = os.environ.get("TEST_POSTGRES_URL")
 DATABASE_PREFIX = "users_api_test_"  # + a uuid per run: checkouts testing at once never share a database

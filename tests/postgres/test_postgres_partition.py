@@ -20,6 +20,8 @@ import pytest
 from tests.support.network_partition import HANG_SECONDS, REMAINING_MS
 from tests.support.postgres_cluster import ClusterUnavailableError, locate_server
 
+pytestmark = pytest.mark.slow  # a cluster per scenario, each waiting out a 6 s deadline
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -128,6 +128,7 @@ def _copy_worker(
         results.put(exc)
 
 
+@pytest.mark.slow
 def test_bundle_concurrent_cold_starts_share_tmp_safely(tmp_path: Path) -> None:
     # A bigger bundle widens the window in which the copies overlap.
     bundle = tmp_path / "big.db"

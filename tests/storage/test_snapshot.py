@@ -482,6 +482,7 @@ def _dead_pid() -> int:
     return process.pid
 
 
+@pytest.mark.slow
 def test_snapshot_refresh_stops_at_the_requests_deadline_and_serves_the_copy_it_has(
     put_snapshot: PutSnapshot,
     make_snapshot_app: MakeSnapshotApp,

@@ -82,6 +82,7 @@ def _timed_503(handler: LambdaHandler) -> float:
     return elapsed
 
 
+@pytest.mark.slow
 def test_timeouts_hung_postgresql_server_is_503_before_the_deadline(
     silent_server: int,
     settings: Settings,
@@ -100,6 +101,7 @@ def test_timeouts_hung_postgresql_server_is_503_before_the_deadline(
     assert queue_pool(engine_of(application)).checkedout() == 0
 
 
+@pytest.mark.slow
 def test_timeouts_locked_sqlite_is_503_before_the_deadline(
     make_users_db: MakeUsersDb, serve_db: Callable[..., LambdaHandler], served_engine: Callable[[], object]
 ) -> None:

@@ -193,6 +193,7 @@ def _gzip_walk(table: FakeTable, name_format: NameFormat, budget: int) -> list[t
         after = page.next_after
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name_format", [TEXT, JSON], ids=["text", "json"])
 @pytest.mark.parametrize("budget", [1_500, 20_000, 300_000])
 def test_encoding_gzip_pages_fill_the_base64_budget_and_lose_nothing(name_format: NameFormat, budget: int) -> None:
@@ -238,6 +239,7 @@ def hex_names_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[s
     return path, names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("deployment_id", "headers"),
     [

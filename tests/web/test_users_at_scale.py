@@ -26,6 +26,8 @@ from tests.support.lambda_context import FakeContext
 from tests.support.lambda_events import make_v1_event
 from tests.support.tables import build_users_db
 
+pytestmark = pytest.mark.slow  # a 1M-user table, walked page by page
+
 MILLION = 1_000_000
 
 ServeDb = Callable[..., LambdaHandler]
