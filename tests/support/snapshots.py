@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-__all__ = ["SNAPSHOT_BUCKET", "SNAPSHOT_OBJECT_KEY", "FakeClock", "MakeSnapshotApp"]
+from app.config import S3Location
+
+__all__ = ["SNAPSHOT_BUCKET", "SNAPSHOT_LOCATION", "SNAPSHOT_OBJECT_KEY", "FakeClock", "MakeSnapshotApp"]
 
 SNAPSHOT_BUCKET = "users-api-snapshots"
 SNAPSHOT_OBJECT_KEY = "prod/users.db"
+SNAPSHOT_LOCATION = S3Location(bucket=SNAPSHOT_BUCKET, key=SNAPSHOT_OBJECT_KEY)
 
 # The `make_snapshot_app` fixture (tests/storage/conftest.py): keyword Settings changes in, app out.
 MakeSnapshotApp = Callable[..., Flask]

@@ -24,8 +24,7 @@ from tests.support.gateway import DEPLOYMENTS, Deployment, walk
 from tests.support.lambda_context import FakeContext
 from tests.support.lambda_events import HTTP_EVENT_BUILDERS, response_headers
 from tests.support.names import TRICKY_NAMES, parse_text_body
-from tests.support.tables import MakeUsersDb
-from tests.web.test_pages import FakeTable
+from tests.support.tables import FakeTable, MakeUsersDb
 
 GZIP_ONLY = ContentCoding("gzip", identity_allowed=False)
 # Over MIN_COMPRESSED_SIZE as text or JSON, with every name that breaks naive formats.
