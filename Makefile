@@ -33,7 +33,7 @@ endif
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help deploy run test check lint typecheck pytest node-deps bench db db-check clean lock package invoke offline bench-artifact
+.PHONY: help deploy run test test-fast check lint typecheck pytest node-deps bench db db-check clean lock package invoke offline bench-artifact
 
 # Plain `make` lists the targets: each one's `## ` comment.
 help:
@@ -68,6 +68,11 @@ run: $(VENV)/.runtime-deps ## serve the API on the bundled SQLite database: http
 	$(BIN)/python handler.py --port $(PORT)
 
 test: check pytest ## install what the tests need, then ruff, mypy and the full pytest suite
+
+# The inner loop: pytest without the tests marked slow (tests/deploy, PostgreSQL servers, the
+# browser, deadlines waited out, ~1M-row tables); no ruff, no mypy, no node_modules.
+test-fast: $(VENV)/.dev-deps ## pytest without the slow tests (under a minute)
+	$(BIN)/python -m pytest -m "not slow" -q
 
 check: lint typecheck
 

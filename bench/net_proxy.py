@@ -8,7 +8,7 @@ read at t leave at t + delay, so a large answer streams, it does not wait per ch
 *flight* is a run of client-to-server bytes sent after the server last spoke (or first): a
 client that waits for each answer before sending again makes one flight per round trip, so
 `flights` counts round trips. Used by the network bench (bench/postgres_network.py) and by the
-tests that prove a warm GET is one round trip (tests/test_postgres.py).
+tests that prove a warm GET is one round trip (tests/postgres/test_postgres.py).
 """
 
 from __future__ import annotations

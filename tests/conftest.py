@@ -1,42 +1,36 @@
-"""Fixtures: temp databases, apps on them, and Lambda handlers made for them with `make_handler`."""
+"""Fixtures: temp databases, apps on them, and Lambda handlers made for them with `make_handler`.
+
+Helpers the tests import are in tests/support/; this file holds fixtures and hooks only.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event
-from sqlalchemy.pool import QueuePool
+from sqlalchemy import Engine
 
 from app import create_app
 from app.adapter import LambdaHandler, make_handler
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
 from app.logs import forget_redactions
-from app.storage import DATABASE_KEY, Database
+from app.storage import DATABASE_KEY
+from tests.support.engines import engine_of
+from tests.support.lambda_context import FakeContext
+from tests.support.runtime_api import RuntimeApi
+from tests.support.runtime_client import HANDLER, RuntimeProcess
+from tests.support.tables import MakeUsersDb
 
-MakeUsersDb = Callable[..., Path]
-
-
-@dataclass
-class FakeContext:
-    """The Lambda context attributes a handler may read."""
-
-    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
-    function_name: str = "users-api-dev-api"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:users-api-dev-api"
-    remaining_ms: int = 30_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+TESTS_DIR = Path(__file__).resolve().parent
+# Folders whose every test is slow: each builds the zip, runs the Serverless CLI or a runtime client.
+SLOW_FOLDERS = ("deploy",)
 
 
 @pytest.fixture(autouse=True)
@@ -93,19 +87,6 @@ def make_users_db(tmp_path: Path) -> MakeUsersDb:
 def settings(tmp_path: Path) -> Settings:
     """The default configuration: the bundled database, copied to a temp dir instead of /tmp."""
     return Settings(bundled_db_path=DEFAULT_BUNDLED_DB_PATH, sqlite_copy_path=tmp_path / "lambda-tmp" / "users.db")
-
-
-def engine_of(application: Flask) -> Engine:
-    """The engine `application` serves from now (its Database owns it)."""
-    database: Database = application.extensions[DATABASE_KEY]
-    assert database.engine is not None, "no database loaded"
-    return database.engine
-
-
-def queue_pool(engine: Engine) -> QueuePool:
-    """The engine's pool, which must be a QueuePool (the default)."""
-    assert isinstance(engine.pool, QueuePool)
-    return engine.pool
 
 
 @pytest.fixture
@@ -186,23 +167,26 @@ def context() -> FakeContext:
     return FakeContext()
 
 
-@dataclass
-class ConnectCounter:
-    """Counts DBAPI connections an engine opens."""
+@pytest.fixture
+def start_runtime(tmp_path: Path) -> Iterator[Callable[..., RuntimeProcess]]:
+    """Factory: start `python -m awslambdaric <handler>` against a RuntimeApi; stopped at teardown."""
+    started: list[RuntimeProcess] = []
 
-    count: int = 0
+    def start(api: RuntimeApi, *, handler: str = HANDLER, **extra_env: str) -> RuntimeProcess:
+        runtime = RuntimeProcess.start(
+            api, tmp_path, name=f"runtime-{len(started)}", handler=handler, extra_env=extra_env
+        )
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop()
 
 
-def count_connects(engine: Engine) -> ConnectCounter:
-    counter = ConnectCounter()
-
-    def on_connect(*_: Any) -> None:
-        counter.count += 1
-
-    event.listen(engine, "connect", on_connect)
-    return counter
-
-
-def log_lines(captured_out: str) -> list[dict[str, Any]]:
-    """Parse captured stdout: every line must be a JSON object."""
-    return [json.loads(line) for line in captured_out.splitlines() if line.strip()]
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under SLOW_FOLDERS `slow`, so `-m "not slow"` (`make test-fast`) leaves them out."""
+    for item in items:
+        if item.path.is_relative_to(TESTS_DIR) and item.path.relative_to(TESTS_DIR).parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

@@ -22,16 +22,19 @@ from sqlalchemy.pool import QueuePool
 from app.adapter import LambdaHandler, make_handler
 from app.config import Settings
 from app.storage import DATABASE_KEY
-from tests.conftest import FakeContext, MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
-from tests.events import (
+from tests.support.engines import count_connects, engine_of, queue_pool
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import (
     HTTP_EVENT_BUILDERS,
-    load_event,
     make_alb_event,
     make_function_url_event,
     make_v1_event,
     make_v2_event,
     response_headers,
 )
+from tests.support.logs import log_lines
+from tests.support.payloads import load_event
+from tests.support.tables import MakeUsersDb
 
 SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
 

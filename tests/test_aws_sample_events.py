@@ -1,18 +1,17 @@
-"""AWS's own sample events (tests/events/aws/, see its README) served by `handler.handler`."""
+"""AWS's own sample events (tests/payloads/aws/, see its README) served by `handler.handler`."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from app.adapter import LambdaHandler
-from tests.conftest import FakeContext, log_lines
-from tests.events import load_event, response_headers
-
-AWS_EVENTS_DIR = Path(__file__).resolve().parent / "events" / "aws"
-SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import response_headers
+from tests.support.logs import log_lines
+from tests.support.payloads import AWS_PAYLOADS_DIR, aws_sample_names, load_event
+from tests.support.tables import SEED_NAMES
 
 # Sample name -> (the event source the invocation line reports, the headers field the answer uses).
 # ALB and REST events with `multiValueHeaders` get them back; the rest get `headers`.
@@ -24,13 +23,8 @@ AWS_SAMPLES: dict[str, tuple[str, str]] = {
 }
 
 
-def aws_sample_names() -> list[str]:
-    """Every fixture in tests/events/aws/, so a new one cannot be left out of the tests."""
-    return sorted(path.stem for path in AWS_EVENTS_DIR.glob("*.json"))
-
-
 def test_aws_samples_all_listed_with_their_command() -> None:
-    readme = (AWS_EVENTS_DIR / "README.md").read_text(encoding="utf-8")
+    readme = (AWS_PAYLOADS_DIR / "README.md").read_text(encoding="utf-8")
     documented = sorted(re.findall(r"^\| `([\w-]+)\.json` \|", readme, flags=re.MULTILINE))
 
     assert aws_sample_names() == sorted(AWS_SAMPLES)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from tests.support import ROOT
 
-ROOT: Path = Path(__file__).resolve().parent.parent
 CONFIGURATION: Path = ROOT / "docs" / "configuration.md"
 README: Path = ROOT / "README.md"
 PROSE: list[Path] = [README, *sorted((ROOT / "docs").glob("*.md"))]

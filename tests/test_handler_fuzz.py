@@ -25,18 +25,18 @@ from hypothesis import strategies as st
 from sqlalchemy.pool import QueuePool
 
 from app.adapter import LambdaHandler
-from tests.conftest import FakeContext, engine_of
-from tests.events import (
-    ROOT,
+from tests.support import ROOT
+from tests.support.engines import engine_of
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import (
     Event,
-    load_event,
     make_alb_event,
     make_function_url_event,
     make_v1_event,
     make_v2_event,
     response_headers,
 )
-from tests.test_aws_sample_events import aws_sample_names
+from tests.support.payloads import aws_sample_names, load_event
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ_SETTINGS = settings(

@@ -20,7 +20,7 @@ from flask import Flask
 from werkzeug.test import Client
 
 from app.local import _port, logged
-from tests.conftest import log_lines
+from tests.support.logs import log_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 

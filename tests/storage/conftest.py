@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -15,13 +13,11 @@ import pytest
 from botocore.response import StreamingBody
 from flask import Flask
 from moto import mock_aws
-from moto.core import enable_iam_authentication
 
 from app.config import S3Location, Settings
 from app.storage import aws as aws_module
-from tests.conftest import MakeUsersDb
-
-MakeSnapshotApp = Callable[..., Flask]
+from tests.support.snapshots import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, FakeClock, MakeSnapshotApp
+from tests.support.tables import MakeUsersDb
 
 
 @pytest.fixture
@@ -29,23 +25,6 @@ def aws() -> Iterator[None]:
     """moto's `mock_aws` for one test: clients made inside it (never at import) talk to moto."""
     with mock_aws():
         yield
-
-
-SNAPSHOT_BUCKET = "users-api-snapshots"
-SNAPSHOT_OBJECT_KEY = "prod/users.db"
-
-
-@dataclass
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    now: float = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -92,25 +71,6 @@ def aws_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
     monkeypatch.setattr(aws_module, "client", counting_client)
     return calls
-
-
-@contextmanager
-def acting_as_user_without_access(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Inside a mock: clients created in the block act as an IAM user allowed only s3:ListBucket, with IAM enforced.
-
-    Set up S3 objects and secrets first: once enforced, the fake default credentials are refused too.
-    """
-    iam = boto3.client("iam", region_name="us-east-1")
-    iam.create_user(UserName="users-api")
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
-    iam.put_user_policy(UserName="users-api", PolicyName="list-only", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="users-api")["AccessKey"]
-    with monkeypatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-        patch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-        patch.delenv("AWS_SESSION_TOKEN")
-        with enable_iam_authentication():
-            yield
 
 
 @pytest.fixture

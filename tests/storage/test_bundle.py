@@ -18,9 +18,11 @@ from app import create_app
 from app.adapter import make_handler
 from app.config import DEFAULT_BUNDLED_DB_PATH, Settings
 from app.storage.bundle import BundleInvalidError, BundleMissingError, CopyPathError, ensure_local_copy
-from tests.conftest import FakeContext, engine_of, log_lines
-from tests.events import make_v1_event
-from tests.tables import build_users_db
+from tests.support.engines import engine_of
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event
+from tests.support.logs import log_lines
+from tests.support.tables import build_users_db
 
 
 @pytest.fixture
@@ -126,6 +128,7 @@ def _copy_worker(
         results.put(exc)
 
 
+@pytest.mark.slow
 def test_bundle_concurrent_cold_starts_share_tmp_safely(tmp_path: Path) -> None:
     # A bigger bundle widens the window in which the copies overlap.
     bundle = tmp_path / "big.db"

@@ -23,10 +23,11 @@ from app.storage.s3_snapshot import (
     is_unchanged,
 )
 from app.storage.sqlite_file import verify_sqlite_file
-from tests.conftest import MakeUsersDb
-from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, acting_as_user_without_access
+from tests.support.moto_iam import acting_as_user_without_access
+from tests.support.snapshots import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY
+from tests.support.snapshots import SNAPSHOT_LOCATION as LOCATION
+from tests.support.tables import MakeUsersDb
 
-LOCATION = S3Location(bucket=SNAPSHOT_BUCKET, key=SNAPSHOT_OBJECT_KEY)
 PutSnapshot = Callable[..., dict[str, Any]]
 
 

@@ -21,8 +21,10 @@ from app.config import Settings
 from app.logs import LOGGER_NAME, configure_logging
 from app.storage import aws
 from app.storage.secret import DatabaseSecretError, fetch_database_url, parse_database_secret
-from tests.conftest import FakeContext, MakeUsersDb, log_lines
-from tests.events import make_v2_event
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v2_event
+from tests.support.logs import log_lines
+from tests.support.tables import MakeUsersDb
 
 PASSWORD = 'p@ss:w/rd %?#&=+ "x" \\ Zoë'
 RDS_SECRET = {

@@ -23,15 +23,12 @@ from app.config import S3Location, Settings
 from app.storage import DATABASE_KEY
 from app.storage.s3_snapshot import SnapshotFile
 from app.storage.snapshot import RETRY_MAX_SECONDS, SnapshotSource
-from tests.conftest import FakeContext, engine_of, log_lines, queue_pool
-from tests.events import make_v1_event, make_v2_event, response_headers
-from tests.storage.conftest import (
-    SNAPSHOT_BUCKET,
-    SNAPSHOT_OBJECT_KEY,
-    FakeClock,
-    MakeSnapshotApp,
-    acting_as_user_without_access,
-)
+from tests.support.engines import engine_of, queue_pool
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event, make_v2_event, response_headers
+from tests.support.logs import log_lines
+from tests.support.moto_iam import acting_as_user_without_access
+from tests.support.snapshots import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, FakeClock, MakeSnapshotApp
 
 PutSnapshot = Callable[..., dict[str, Any]]
 
@@ -485,6 +482,7 @@ def _dead_pid() -> int:
     return process.pid
 
 
+@pytest.mark.slow
 def test_snapshot_refresh_stops_at_the_requests_deadline_and_serves_the_copy_it_has(
     put_snapshot: PutSnapshot,
     make_snapshot_app: MakeSnapshotApp,

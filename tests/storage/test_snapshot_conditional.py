@@ -9,10 +9,10 @@ from flask import Flask
 
 from app.adapter import make_handler
 from app.storage import DATABASE_KEY
-from tests.conftest import FakeContext, engine_of
-from tests.events import make_v1_event, response_headers
-from tests.storage.conftest import FakeClock, MakeSnapshotApp
-from tests.web.test_conditional import StatementCounter
+from tests.support.engines import StatementCounter, engine_of
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event, response_headers
+from tests.support.snapshots import FakeClock, MakeSnapshotApp
 
 REFRESH_SECONDS = 60
 

@@ -1,6 +1,6 @@
 """SnapStart with an S3 snapshot: the hooks as Lambda calls them, the copy checked after a restore.
 
-The runtime-client path (awslambdaric holding /restore/next) is in tests/test_runtime_client.py;
+The runtime-client path (awslambdaric holding /restore/next) is in tests/deploy/test_runtime_client.py;
 here the hooks are called directly so that the copy can be changed between them, inside moto.
 """
 
@@ -19,9 +19,12 @@ from app.adapter import make_handler
 from app.storage import DATABASE_KEY, Database
 from app.storage.s3_snapshot import SnapshotFile
 from app.storage.snapshot import SnapshotSource
-from tests.conftest import FakeContext, MakeUsersDb, engine_of, log_lines, queue_pool
-from tests.events import make_v1_event
-from tests.storage.conftest import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, FakeClock, MakeSnapshotApp
+from tests.support.engines import engine_of, queue_pool
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event
+from tests.support.logs import log_lines
+from tests.support.snapshots import SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_KEY, FakeClock, MakeSnapshotApp
+from tests.support.tables import MakeUsersDb
 
 PutSnapshot = Callable[..., dict[str, Any]]
 REFRESH_SECONDS = 60

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.storage.bundle import BundleInvalidError
 from app.storage.sqlite_file import InvalidSqliteFileError, verify_sqlite_file
 from app.storage.urls import sqlite_read_only_url
-from tests.conftest import log_lines
+from tests.support.logs import log_lines
 
 # Schemas the query serves, each with the rows ("Ann", "Ben") under ids 1 and 2.
 SERVABLE: dict[str, list[str]] = {
@@ -171,7 +171,7 @@ def test_s3_snapshot_with_unservable_schema_is_invalid(put_snapshot: Callable[..
     from app.storage import aws
     from app.storage.aws import AwsError
     from app.storage.s3_snapshot import SNAPSHOT_INVALID, download_snapshot
-    from tests.storage.test_s3_snapshot import LOCATION
+    from tests.support.snapshots import SNAPSHOT_LOCATION as LOCATION
 
     without_rowid = ["CREATE TABLE users (id INTEGER PRIMARY KEY, label TEXT) WITHOUT ROWID"]
     put_snapshot(body=_build(tmp_path / "upload.db", without_rowid).read_bytes())

@@ -27,8 +27,10 @@ from app.storage.queries import (
     read_with_reconnect,
     seconds_left,
 )
-from tests.conftest import FakeContext, MakeUsersDb, engine_of, queue_pool
-from tests.events import make_v1_event, response_headers
+from tests.support.engines import engine_of, queue_pool
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event, response_headers
+from tests.support.tables import MakeUsersDb
 
 REMAINING_MS = 4_000
 
@@ -80,6 +82,7 @@ def _timed_503(handler: LambdaHandler) -> float:
     return elapsed
 
 
+@pytest.mark.slow
 def test_timeouts_hung_postgresql_server_is_503_before_the_deadline(
     silent_server: int,
     settings: Settings,
@@ -98,6 +101,7 @@ def test_timeouts_hung_postgresql_server_is_503_before_the_deadline(
     assert queue_pool(engine_of(application)).checkedout() == 0
 
 
+@pytest.mark.slow
 def test_timeouts_locked_sqlite_is_503_before_the_deadline(
     make_users_db: MakeUsersDb, serve_db: Callable[..., LambdaHandler], served_engine: Callable[[], object]
 ) -> None:

@@ -16,9 +16,9 @@ import pytest
 from flask import Flask, request
 
 from app.adapter import LambdaHandler, make_handler
-from tests.conftest import FakeContext
-from tests.events import Event, make_alb_event, make_function_url_event, make_v1_event, make_v2_event
-from tests.gateway import ALB_HOST, EXECUTE_API_HOST, FUNCTION_URL_HOST, Deployment, walk
+from tests.support.gateway import ALB_HOST, EXECUTE_API_HOST, FUNCTION_URL_HOST, Deployment, walk
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import Event, make_alb_event, make_function_url_event, make_v1_event, make_v2_event
 
 ServeDb = Callable[..., LambdaHandler]
 

@@ -11,30 +11,16 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event
 
 from app.adapter import LambdaHandler
 from app.config import Settings
 from app.storage import DATABASE_KEY
-from tests.conftest import FakeContext, MakeUsersDb, engine_of
-from tests.events import HTTP_EVENT_BUILDERS, make_v1_event, response_headers
+from tests.support.engines import StatementCounter, engine_of
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import HTTP_EVENT_BUILDERS, make_v1_event, response_headers
+from tests.support.tables import MakeUsersDb
 
 SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
-
-
-class StatementCounter:
-    """Counts the SQL statements an engine runs."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.count = 0
-        self._engine = engine
-        event.listen(engine, "before_cursor_execute", self._on_execute)
-
-    def _on_execute(self, *_: Any) -> None:
-        self.count += 1
-
-    def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._on_execute)
 
 
 @pytest.fixture
@@ -156,7 +142,7 @@ def test_conditional_304_on_every_event_kind(
 def test_conditional_etag_follows_the_response_limit_and_the_stage(
     lambda_handler: LambdaHandler, context: FakeContext
 ) -> None:
-    from tests.events import make_alb_event, make_v2_event
+    from tests.support.lambda_events import make_alb_event, make_v2_event
 
     rest = response_headers(lambda_handler(make_v1_event(host="abc.execute-api.us-east-1.amazonaws.com"), context))
     other_stage = response_headers(

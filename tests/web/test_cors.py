@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 
 from app.adapter import LambdaHandler
 from app.config import Settings, SettingsError
-from tests.conftest import FakeContext
-from tests.events import HTTP_EVENT_BUILDERS, response_headers
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import HTTP_EVENT_BUILDERS, response_headers
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ALLOWED = "https://app.example.com"

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from selenium.webdriver.remote.webdriver import WebDriver
 
+pytestmark = pytest.mark.slow  # starts headless Chromium (about 10 s)
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DEBIAN_PACKAGES = ("chromium", "chromium-driver")

@@ -20,11 +20,11 @@ from app.config import Settings
 from app.types import NameFormat
 from app.web.encoding import GZIP, GZIP_ONLY, IDENTITY, MIN_COMPRESSED_SIZE, ContentCoding, GzipMeter, coding_for
 from app.web.users import FETCH_CHUNK_ROWS, JSON, RESPONSE_RESERVE, TEXT, Page, SmallTextFirst, collect_page
-from tests.conftest import FakeContext, MakeUsersDb
-from tests.events import HTTP_EVENT_BUILDERS, response_headers
-from tests.gateway import DEPLOYMENTS, Deployment, walk
-from tests.names import TRICKY_NAMES, parse_text_body
-from tests.web.test_pages import FakeTable
+from tests.support.gateway import DEPLOYMENTS, Deployment, walk
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import HTTP_EVENT_BUILDERS, response_headers
+from tests.support.names import TRICKY_NAMES, parse_text_body
+from tests.support.tables import FakeTable, MakeUsersDb
 
 # Over MIN_COMPRESSED_SIZE as text or JSON, with every name that breaks naive formats.
 NAMES = [f"user{i}" for i in range(1, 3001)] + TRICKY_NAMES
@@ -189,6 +189,7 @@ def _gzip_walk(table: FakeTable, name_format: NameFormat, budget: int) -> list[t
         after = page.next_after
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name_format", [TEXT, JSON], ids=["text", "json"])
 @pytest.mark.parametrize("budget", [1_500, 20_000, 300_000])
 def test_encoding_gzip_pages_fill_the_base64_budget_and_lose_nothing(name_format: NameFormat, budget: int) -> None:
@@ -234,6 +235,7 @@ def hex_names_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[s
     return path, names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("deployment_id", "headers"),
     [

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from app.web.users import FORMATS, JSON, TEXT, escaped_size
-from tests.names import TRICKY_NAMES, parse_text_body
+from tests.support.names import TRICKY_NAMES, parse_text_body
 
 
 def test_text_join_of_plain_names_is_the_seed_contract() -> None:

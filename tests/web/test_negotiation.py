@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 
 from app.adapter import LambdaHandler
 from app.web.negotiation import choose_media_type
-from tests.conftest import FakeContext
-from tests.events import HTTP_EVENT_BUILDERS, response_headers
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import HTTP_EVENT_BUILDERS, response_headers
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"

@@ -17,8 +17,8 @@ from flask import Flask
 from app.adapter import LambdaHandler
 from app.config import Settings
 from app.web.users import FETCH_CHUNK_ROWS, TEXT, collect_page
-from tests.conftest import FakeContext
-from tests.events import make_v1_event, response_headers
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event, response_headers
 
 ROWS = 1_000_000
 
@@ -36,6 +36,7 @@ def one_character_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_page_with_one_second_left_answers_within_it_with_a_next_link(
     one_character_names: Path, serve_db: Callable[..., LambdaHandler]
 ) -> None:
@@ -102,6 +103,7 @@ def test_collect_page_reads_the_first_chunk_even_past_the_deadline() -> None:
     assert (page.size, page.next_after) == (FETCH_CHUNK_ROWS, FETCH_CHUNK_ROWS)
 
 
+@pytest.mark.slow
 def test_page_cut_by_the_deadline_has_the_etag_of_its_own_body(
     one_character_names: Path,
     settings: Settings,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import pytest
 from werkzeug.datastructures import MultiDict
@@ -23,24 +21,8 @@ from app.web.users import (
     escaped_size,
     parse_page_query,
 )
-from tests.names import TRICKY_NAMES, parse_text_body
-
-
-@dataclass
-class FakeTable:
-    """(key, name) rows in key order, answering keyset chunk queries and counting them."""
-
-    rows: list[tuple[int, str]]
-    calls: list[tuple[int | None, int]] = field(default_factory=list)
-
-    def fetch(self, after: int | None, count: int) -> Sequence[tuple[int, str]]:
-        self.calls.append((after, count))
-        start = 0 if after is None else next((i for i, (key, _) in enumerate(self.rows) if key > after), len(self.rows))
-        return self.rows[start : start + count]
-
-    @property
-    def rows_fetched(self) -> int:
-        return sum(count for _, count in self.calls)
+from tests.support.names import TRICKY_NAMES, parse_text_body
+from tests.support.tables import FakeTable
 
 
 def _table(names: list[str], *, first_key: int = 1) -> FakeTable:

@@ -9,7 +9,7 @@ import pytest
 from app.adapter import classify_event
 from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT, RESPONSE_LIMIT_KEY
 from app.web.users import RESPONSE_RESERVE, body_budget
-from tests.events import make_alb_event, make_function_url_event, make_v1_event, make_v2_event
+from tests.support.lambda_events import make_alb_event, make_function_url_event, make_v1_event, make_v2_event
 
 
 @pytest.mark.parametrize(

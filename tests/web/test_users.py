@@ -16,7 +16,9 @@ from werkzeug.test import TestResponse
 from app.config import Settings
 from app.storage.sqlite_file import InvalidSqliteFileError
 from app.storage.urls import sqlite_read_only_url
-from tests.conftest import MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
+from tests.support.engines import count_connects, engine_of, queue_pool
+from tests.support.logs import log_lines
+from tests.support.tables import MakeUsersDb
 
 
 def test_users_returns_seed_names_as_plain_text(client: FlaskClient) -> None:

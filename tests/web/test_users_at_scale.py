@@ -20,10 +20,13 @@ from sqlalchemy import Engine, event
 from app.adapter import LambdaHandler
 from app.web.cursor import encode_cursor
 from app.web.users import FETCH_CHUNK_ROWS
-from tests.conftest import FakeContext, queue_pool
-from tests.events import make_v1_event
-from tests.gateway import DEPLOYMENTS, Deployment, Fetched, walk
-from tests.tables import build_users_db
+from tests.support.engines import queue_pool
+from tests.support.gateway import DEPLOYMENTS, Deployment, Fetched, walk
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event
+from tests.support.tables import build_users_db
+
+pytestmark = pytest.mark.slow  # a 1M-user table, walked page by page
 
 MILLION = 1_000_000
 

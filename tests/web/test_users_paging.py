@@ -14,11 +14,12 @@ from sqlalchemy import Engine
 from app.adapter import LambdaHandler
 from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
 from app.web.cursor import encode_cursor
-from tests.conftest import FakeContext, queue_pool
-from tests.events import make_alb_event, make_v1_event, make_v2_event, response_headers
-from tests.gateway import DEPLOYMENTS, Deployment, Fetched, walk
-from tests.names import TRICKY_NAMES
-from tests.tables import build_users_db
+from tests.support.engines import queue_pool
+from tests.support.gateway import DEPLOYMENTS, Deployment, Fetched, walk
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_alb_event, make_v1_event, make_v2_event, response_headers
+from tests.support.names import TRICKY_NAMES
+from tests.support.tables import build_users_db
 
 ServeDb = Callable[..., LambdaHandler]
 

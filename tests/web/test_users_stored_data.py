@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import Settings
-from tests.conftest import log_lines
+from tests.support.logs import log_lines
 
 # (id, SQL literal of the stored value, what is served, storage class in the warning or None)
 STORED: list[tuple[int, str, str, str | None]] = [

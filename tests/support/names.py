@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+__all__ = ["TRICKY_NAMES", "parse_text_body"]
+
 # Separators, quotes, line breaks, escapes, control characters, non-ASCII, SQL.
 TRICKY_NAMES: list[str] = [
     "Alice",

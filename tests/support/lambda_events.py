@@ -1,39 +1,28 @@
-"""Lambda event builders (keyword-only, small defaults) and loaders for captured samples.
+"""Lambda event builders: keyword-only, small defaults, one `make_<shape>_event` per shape.
 
 Builders default to Host `example.com`: serverless-wsgi treats hosts containing
-"amazonaws.com" specially (it prefixes the stage), which dedicated tests cover.
+"amazonaws.com" specially (it prefixes the stage), which dedicated tests cover. Captured
+events are loaded by tests/support/payloads.py.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_EVENTS_DIR = ROOT / "events"  # HTTP samples, shared with `serverless invoke local`
-OTHER_EVENTS_DIR = Path(__file__).resolve().parent / "events"  # non-HTTP events
+__all__ = [
+    "HTTP_EVENT_BUILDERS",
+    "Event",
+    "make_alb_event",
+    "make_function_url_event",
+    "make_v1_event",
+    "make_v2_event",
+    "response_headers",
+]
 
 Event = dict[str, Any]
-
-
-@cache
-def _read(path: Path) -> Event:
-    result: Event = json.loads(path.read_text(encoding="utf-8"))
-    return result
-
-
-def load_event(name: str) -> Event:
-    """A deep copy of a captured event: `events/<name>.json` or `tests/events/<name>.json`."""
-    path = SAMPLE_EVENTS_DIR / f"{name}.json"
-    if not path.exists():
-        path = OTHER_EVENTS_DIR / f"{name}.json"
-    return copy.deepcopy(_read(path))
 
 
 def make_v1_event(

@@ -21,8 +21,9 @@ from bench.hotspots import package_of
 from bench.report import targets
 from bench.timing import check_same_body, run_interleaved, summarise
 from bench.variants import FloorHandler, Variant
-from tests.conftest import FakeContext
-from tests.events import load_event, make_v1_event, response_headers
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v1_event, response_headers
+from tests.support.payloads import load_event
 
 
 def test_bench_summarise_gives_median_and_p99_in_microseconds() -> None:

@@ -22,10 +22,11 @@ from sqlalchemy import event
 from app.adapter import LambdaHandler
 from app.config import Settings, SettingsError
 from app.storage import iam
-from tests.conftest import FakeContext, engine_of
-from tests.events import make_v2_event
+from tests.support.engines import engine_of
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import make_v2_event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "users.cluster-abc.us-east-1.rds.amazonaws.com"
 URL = f"postgresql+psycopg://app_reader@{HOST}:5433/users"
 

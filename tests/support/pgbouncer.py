@@ -1,4 +1,4 @@
-"""A throwaway PgBouncer in transaction mode in front of a throwaway cluster (tests/postgres_cluster.py).
+"""A throwaway PgBouncer in transaction mode in front of a throwaway cluster (postgres_cluster.py).
 
 PgBouncer runs from Debian's package with its default startup-parameter rules (no
 `ignore_startup_parameters`: a client sending `options` is refused, as RDS Proxy refuses it),
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from tests.postgres_cluster import SUPERUSER, PostgresCluster, free_port
+from tests.support.postgres_cluster import SUPERUSER, PostgresCluster, free_port
 
 __all__ = ["PgBouncer", "PgBouncerUnavailableError", "locate_pgbouncer", "throwaway_pgbouncer"]
 

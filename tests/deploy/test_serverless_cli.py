@@ -1,4 +1,4 @@
-"""The Serverless Framework CLI (osls) flows: `invoke local` and `offline` (`package`: tests/test_artifact.py).
+"""The Serverless Framework CLI (osls) flows: `invoke local` and `offline` (`package`: tests/deploy/test_artifact.py).
 
 These run the real CLI from node_modules (installed by `make test` when npm is present) with
 dummy AWS credentials and the EC2 metadata probe disabled: nothing here may reach AWS.
@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,38 +27,10 @@ import pytest
 import yaml
 
 from app.config import Settings
-from tests.events import SAMPLE_EVENTS_DIR
-
-ROOT = Path(__file__).resolve().parent.parent
-OSLS = ROOT / "node_modules" / ".bin" / "osls"
-SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
-CLI_TIMEOUT_SECONDS = 180
-
-needs_cli = pytest.mark.skipif(
-    shutil.which("node") is None or not OSLS.exists(),
-    reason="Serverless CLI not installed: needs node and npm (`make test` runs `npm ci` when npm is on PATH)",
-)
-
-
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for the CLI: this venv's python first, dummy AWS credentials, no metadata probe."""
-    venv_bin = str(Path(sys.executable).parent)
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "DB_", "SLS_"))}
-    env.pop("DATABASE_URL", None)
-    env.update(
-        {
-            "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
-            "VIRTUAL_ENV": str(Path(venv_bin).parent),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "SQLITE_COPY_PATH": str(tmp_path / "lambda-tmp" / "users.db"),
-        }
-    )
-    if "AWS_CA_BUNDLE" in os.environ:
-        env["AWS_CA_BUNDLE"] = os.environ["AWS_CA_BUNDLE"]
-    return env
+from tests.support import ROOT
+from tests.support.payloads import SAMPLE_EVENTS_DIR
+from tests.support.serverless_cli import CLI_TIMEOUT_SECONDS, OSLS, cli_env, needs_cli
+from tests.support.tables import SEED_NAMES
 
 
 def parse_invoke_output(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -1,7 +1,8 @@
 """A PostgreSQL server that vanishes under a pooled connection, in a network namespace of its own.
 
-Run by tests/test_postgres_partition.py as `unshare -n python -m tests.network_partition SCENARIO OUT`:
-the namespace has only its own loopback, so taking it down loses every packet of this process
+Run by tests/postgres/test_postgres_partition.py as
+`unshare -n python -m tests.support.network_partition SCENARIO OUT`: the namespace has only its
+own loopback, so taking it down loses every packet of this process
 and its throwaway cluster (nothing else on the machine sees it), the way a failover or a lost
 route does on AWS. Writes {"status", "seconds", "hung"} for the invocation it times to OUT.
 
@@ -23,8 +24,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.events import make_v1_event
-from tests.postgres_cluster import locate_server, throwaway_cluster
+from tests.support.lambda_events import make_v1_event
+from tests.support.postgres_cluster import locate_server, throwaway_cluster
 
 REMAINING_MS = 6_000  # what the Lambda context says is left, for each invocation
 HANG_SECONDS = 20.0  # an answer later than this is a hang (the deadline is 6 s)

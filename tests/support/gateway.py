@@ -21,8 +21,8 @@ import pytest
 
 from app.adapter import LambdaHandler
 from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT
-from tests.conftest import FakeContext
-from tests.events import (
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import (
     Event,
     make_alb_event,
     make_function_url_event,
@@ -30,7 +30,17 @@ from tests.events import (
     make_v2_event,
     response_headers,
 )
-from tests.names import parse_text_body
+from tests.support.names import parse_text_body
+
+__all__ = [
+    "ALB_HOST",
+    "DEPLOYMENTS",
+    "EXECUTE_API_HOST",
+    "FUNCTION_URL_HOST",
+    "Deployment",
+    "Fetched",
+    "walk",
+]
 
 EXECUTE_API_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 ALB_HOST = "users-1234567890.us-east-1.elb.amazonaws.com"

@@ -1,6 +1,6 @@
 """A server that vanishes under a pooled connection gets a 503 before the deadline, not a hang.
 
-Each scenario runs tests/network_partition.py in a private network namespace (`unshare -n`), with
+Each scenario runs tests/support/network_partition.py in a private network namespace (`unshare -n`), with
 its own throwaway cluster, and takes that namespace's loopback down: every packet is lost, as in
 a failover or a lost route, and nothing outside the namespace is touched. Without TCP bounds the
 kernel retransmits for ~15 minutes while statement_timeout's error can never arrive.
@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.network_partition import HANG_SECONDS, REMAINING_MS
-from tests.postgres_cluster import ClusterUnavailableError, locate_server
+from tests.support.network_partition import HANG_SECONDS, REMAINING_MS
+from tests.support.postgres_cluster import ClusterUnavailableError, locate_server
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a cluster per scenario, each waiting out a 6 s deadline
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _why_not_runnable() -> str | None:
@@ -56,7 +58,7 @@ def test_postgres_lost_network_is_503_before_the_deadline(scenario: str, tmp_pat
 
     # GIVEN a warm container on PostgreSQL WHEN the network goes silent (scenario) and it is invoked
     completed = subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "tests.network_partition", scenario, str(out)],
+        ["unshare", "-n", sys.executable, "-m", "tests.support.network_partition", scenario, str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,

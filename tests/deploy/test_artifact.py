@@ -27,8 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.events import SAMPLE_EVENTS_DIR
-from tests.test_serverless_cli import CLI_TIMEOUT_SECONDS, OSLS, ROOT, SEED_NAMES, cli_env, needs_cli
+from tests.support import ROOT
+from tests.support.payloads import SAMPLE_EVENTS_DIR
+from tests.support.serverless_cli import CLI_TIMEOUT_SECONDS, OSLS, cli_env, needs_cli
+from tests.support.tables import SEED_NAMES
 
 SERVERLESS_CONFIG: dict[str, Any] = yaml.safe_load((ROOT / "serverless.yml").read_text(encoding="utf-8"))
 RUNTIME: str = SERVERLESS_CONFIG["provider"]["runtime"]

@@ -1,6 +1,6 @@
 """The same handler on a real PostgreSQL server: pooling, reconnects, limits, many containers.
 
-The session starts a throwaway cluster of its own (tests/postgres_cluster.py: initdb + pg_ctl in
+The session starts a throwaway cluster of its own (tests/support/postgres_cluster.py: initdb + pg_ctl in
 a temp dir, a free port on 127.0.0.1) and never touches the machine's server. With
 TEST_POSTGRES_URL set (a superuser's URL of a server's maintenance database), the tests that
 only read and write run against that server instead; the ones that restart the server or kill
@@ -35,20 +35,19 @@ from app.adapter import LambdaHandler
 from app.config import Settings
 from bench.net_proxy import LatencyProxy
 from bench.postgres_pool import warm_containers
-from tests import postgres_cluster
-from tests.conftest import FakeContext, count_connects, engine_of, log_lines, queue_pool
-from tests.events import (
-    HTTP_EVENT_BUILDERS,
-    make_v1_event,
-    make_v2_event,
-    response_headers,
-)
-from tests.pgbouncer import PgBouncer, PgBouncerUnavailableError, locate_pgbouncer, throwaway_pgbouncer
-from tests.postgres_cluster import ClusterUnavailableError, PostgresCluster, locate_server, throwaway_cluster
-from tests.runtime_api import RuntimeApi
-from tests.test_runtime_client import PRIMED_HANDLER, TIMEOUT_SECONDS, start_runtime  # noqa: F401 - the fixture
+from tests.support import postgres_cluster
+from tests.support.engines import count_connects, engine_of, queue_pool
+from tests.support.lambda_context import FakeContext
+from tests.support.lambda_events import HTTP_EVENT_BUILDERS, make_v1_event, make_v2_event, response_headers
+from tests.support.logs import log_lines
+from tests.support.pgbouncer import PgBouncer, PgBouncerUnavailableError, locate_pgbouncer, throwaway_pgbouncer
+from tests.support.postgres_cluster import ClusterUnavailableError, PostgresCluster, locate_server, throwaway_cluster
+from tests.support.runtime_api import RuntimeApi
+from tests.support.runtime_client import PRIMED_HANDLER, TIMEOUT_SECONDS
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a throwaway PostgreSQL cluster and PgBouncer, restarts, killed backends
+
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_SERVER_URL = os.environ.get("TEST_POSTGRES_URL")
 DATABASE_PREFIX = "users_api_test_"  # + a uuid per run: checkouts testing at once never share a database
 NAMES = ["Alice", "Bob", "Zoë", "李雷", "O'Brien, Jr."]
@@ -327,7 +326,7 @@ def test_postgres_cluster_of_a_killed_session_is_removed_by_the_next(_driver: No
     # GIVEN a test session SIGKILLed while its cluster runs (its cleanup never ran)
     code = (
         "import os, signal\n"
-        "from tests.postgres_cluster import locate_server, throwaway_cluster\n"
+        "from tests.support.postgres_cluster import locate_server, throwaway_cluster\n"
         "with throwaway_cluster(locate_server()) as cluster:\n"
         "    print(cluster.root, cluster.port, flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

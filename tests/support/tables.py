@@ -1,11 +1,23 @@
-"""Large generated users tables, built inside SQLite in one statement (1M rows in about a second)."""
+"""Users tables: the bundled one's names, the type of the `make_users_db` fixture, an in-memory
+table for page collection, and large generated tables built inside SQLite in one statement
+(1M rows in about a second)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.names import TRICKY_NAMES
+from tests.support.names import TRICKY_NAMES
+
+__all__ = ["SEED_NAMES", "TRICKY_EVERY", "FakeTable", "MakeUsersDb", "build_users_db"]
+
+# GET /users as text from the bundled data/users.db (data/users.csv).
+SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
+
+# The `make_users_db` fixture (tests/conftest.py): names in (and `filename=`), the SQLite file's path out.
+MakeUsersDb = Callable[..., Path]
 
 # Every TRICKY_EVERY-th user gets a tricky name; prime, so they fall all over pages and chunks.
 TRICKY_EVERY = 997
@@ -34,3 +46,20 @@ def build_users_db(path: Path, count: int) -> list[str]:
         return [name for (name,) in connection.execute("SELECT name FROM users ORDER BY id")]
     finally:
         connection.close()
+
+
+@dataclass
+class FakeTable:
+    """(key, name) rows in key order, answering keyset chunk queries and counting them."""
+
+    rows: list[tuple[int, str]]
+    calls: list[tuple[int | None, int]] = field(default_factory=list)
+
+    def fetch(self, after: int | None, count: int) -> Sequence[tuple[int, str]]:
+        self.calls.append((after, count))
+        start = 0 if after is None else next((i for i, (key, _) in enumerate(self.rows) if key > after), len(self.rows))
+        return self.rows[start : start + count]
+
+    @property
+    def rows_fetched(self) -> int:
+        return sum(count for _, count in self.calls)
