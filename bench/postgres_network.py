@@ -29,7 +29,7 @@ from app import create_app
 from app.adapter import make_handler
 from app.config import Settings
 from bench.net_proxy import ProxyProcess
-from bench.postgres_pool import ADMIN_URL, drop_database, prepare_database
+from bench.postgres_pool import ADMIN_URL, drop_database, prepare_database, psycopg_installed
 from bench.report import postgres_network_section, replace_section
 from bench.timing import summarise
 from bench.workload import FakeContext, load_users_event
@@ -142,10 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="rounds of the 6 MB page (warm GET: 10x as many)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        print("skipped: psycopg is not installed (pip install -r requirements-postgres.txt)")
+    if not psycopg_installed():
         return 0
     try:
         results = measure(ADMIN_URL, args.rounds)

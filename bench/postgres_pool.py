@@ -52,6 +52,16 @@ sys.stdin.read()
 """
 
 
+def psycopg_installed() -> bool:
+    """Whether the PostgreSQL driver can be imported; says so when not (the benches then skip)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        print("skipped: psycopg is not installed (pip install -r requirements-postgres.txt)")
+        return False
+    return True
+
+
 def prepare_database(admin_url: str, users: int = USERS) -> URL:
     """A new database, named for this run, with `users` users named "user-000001" and so on;
     returns its URL (drop_database removes it)."""
@@ -182,10 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--containers", type=int, default=8)
     args = parser.parse_args(argv)
 
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        print("skipped: psycopg is not installed (pip install -r requirements-postgres.txt)")
+    if not psycopg_installed():
         return 0
     try:
         url = prepare_database(ADMIN_URL)

@@ -18,9 +18,7 @@ from app.storage import DATABASE_KEY
 from tests.support.engines import StatementCounter, engine_of
 from tests.support.lambda_context import FakeContext
 from tests.support.lambda_events import HTTP_EVENT_BUILDERS, make_v1_event, response_headers
-from tests.support.tables import MakeUsersDb
-
-SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
+from tests.support.tables import SEED_NAMES, MakeUsersDb
 
 
 @pytest.fixture

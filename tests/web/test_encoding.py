@@ -24,11 +24,10 @@ from tests.support.gateway import DEPLOYMENTS, Deployment, walk
 from tests.support.lambda_context import FakeContext
 from tests.support.lambda_events import HTTP_EVENT_BUILDERS, response_headers
 from tests.support.names import TRICKY_NAMES, parse_text_body
-from tests.support.tables import FakeTable, MakeUsersDb
+from tests.support.tables import SEED_NAMES, FakeTable, MakeUsersDb
 
 # Over MIN_COMPRESSED_SIZE as text or JSON, with every name that breaks naive formats.
 NAMES = [f"user{i}" for i in range(1, 3001)] + TRICKY_NAMES
-SEED_NAMES = "Alice,Bob,Carol,Dave,Eve"
 GZIP_HEADERS = {"Accept-Encoding": "gzip, deflate, br"}
 
 
