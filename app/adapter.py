@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy.pool import QueuePool
 from werkzeug.http import HTTP_STATUS_CODES
 
-from app.config import serverless_wsgi_base_path
+from app.config import SETTINGS_KEY, Settings
 from app.logs import LOGGER_NAME, current_invocation, write_invocation_line
 from app.storage import DATABASE_KEY, Database
 from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT, RESPONSE_LIMIT_KEY, LambdaContext, LambdaResponse
@@ -232,8 +232,9 @@ class _SourceApp:
     stage at all and get "/". An empty path (serverless-offline's REST root) becomes "/".
     """
 
-    def __init__(self, app: WSGIApplication, source: EventSource) -> None:
+    def __init__(self, app: WSGIApplication, source: EventSource, base_path: str | None) -> None:
         self.app = app
+        self.base_path = base_path
         self.response_limit = source.response_limit
         self.strips_named_stage = source in (EventSource.HTTP_V2, EventSource.FUNCTION_URL)
         self.is_rest = source is EventSource.REST_V1
@@ -246,9 +247,8 @@ class _SourceApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         self.entered = True
         environ[RESPONSE_LIMIT_KEY] = self.response_limit
-        base_path = serverless_wsgi_base_path()
-        if base_path:
-            _apply_base_path(environ, base_path, custom_domain_source=self.custom_domain_source)
+        if self.base_path is not None:
+            _apply_base_path(environ, self.base_path, custom_domain_source=self.custom_domain_source)
         if self.is_rest and not environ.get("SCRIPT_NAME"):
             _offline_stage_prefix(environ)
         if environ.get("SCRIPT_NAME") in _ROOT_SCRIPT_NAMES:
@@ -317,7 +317,8 @@ def _strip_named_stage(environ: WSGIEnvironment) -> None:
 
 def make_handler(app: Flask) -> LambdaHandler:
     """The Lambda handler serving `app`: one JSON log line per invocation, cold start flagged once."""
-    apps = {source: _SourceApp(app, source) for source in EventSource if source.is_http}
+    settings: Settings = app.extensions[SETTINGS_KEY]
+    apps = {source: _SourceApp(app, source, settings.api_gateway_base_path) for source in EventSource if source.is_http}
     database: Database = app.extensions[DATABASE_KEY]
     cold_start = True
 

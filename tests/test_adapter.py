@@ -166,11 +166,15 @@ def test_handler_wrong_method_is_json_405_with_allow(
     }
 
 
+def _with_url_echo(application: Flask) -> Flask:
+    """`application` plus a route echoing the URL it was reached at (script root + path)."""
+    application.add_url_rule("/whereami", "whereami", lambda: request.script_root + "|" + request.path)
+    return application
+
+
 @pytest.fixture
 def url_echo_app(app: Flask) -> Flask:
-    """The app plus a route echoing the URL it was reached at (script root + path)."""
-    app.add_url_rule("/whereami", "whereami", lambda: request.script_root + "|" + request.path)
-    return app
+    return _with_url_echo(app)
 
 
 @pytest.mark.parametrize(
@@ -214,14 +218,33 @@ def test_handler_routes_under_stage_paths(
 
 
 def test_handler_strips_custom_domain_base_path(
-    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, context: FakeContext
+    make_app: Callable[[Settings], Flask], settings: Settings, monkeypatch: pytest.MonkeyPatch, context: FakeContext
 ) -> None:
-    handler = make_handler(url_echo_app)
+    # As on Lambda: serverless-wsgi reads the variable per request, the app its Settings at cold start.
     monkeypatch.setenv("API_GATEWAY_BASE_PATH", "api")
+    handler = make_handler(_with_url_echo(make_app(replace(settings, api_gateway_base_path="api"))))
 
     response = handler(make_v1_event(path="/api/whereami", host="api.example.com"), context)
 
     assert (response["statusCode"], response["body"]) == (200, "/api|/whereami")
+
+
+def test_handler_reads_the_base_path_once_at_cold_start(
+    make_app: Callable[[Settings], Flask], settings: Settings, monkeypatch: pytest.MonkeyPatch, context: FakeContext
+) -> None:
+    # GIVEN a container started with API_GATEWAY_BASE_PATH=api
+    monkeypatch.setenv("API_GATEWAY_BASE_PATH", "api")
+    started = Settings.from_env().api_gateway_base_path
+    handler = make_handler(_with_url_echo(make_app(replace(settings, api_gateway_base_path=started))))
+    # WHEN the variable changes afterwards (Lambda's environment cannot)
+    monkeypatch.setenv("API_GATEWAY_BASE_PATH", "v2")
+
+    custom_domain = handler(make_v1_event(path="/api/whereami", host="api.example.com"), context)
+    other_prefix = handler(make_v1_event(path="/v2/whereami", host="api.example.com"), context)
+
+    # THEN requests are served under the base path of the cold start
+    assert (custom_domain["statusCode"], custom_domain["body"]) == (200, "/api|/whereami")
+    assert other_prefix["statusCode"] == 404
 
 
 def test_handler_strip_stage_path_serves_execute_api_at_root(
