@@ -10,6 +10,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,7 +20,8 @@ import serverless_wsgi
 from flask import Flask, request
 from sqlalchemy.pool import QueuePool
 
-from app.adapter import LambdaHandler, make_handler
+from app import compat_serverless_wsgi
+from app.adapter import EventSource, LambdaHandler, classify_event, make_handler
 from app.config import Settings
 from app.storage import DATABASE_KEY
 from tests.conftest import FakeContext, MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
@@ -611,3 +613,39 @@ def test_handler_takes_request_id_from_the_event_under_serverless_offline(
     assert ids[0] == rest["requestContext"]["requestId"]
     assert len(set(ids)) == 3
     assert not any(request_id.startswith(("offlineContext_", "1234567890")) for request_id in ids)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        pytest.param(make_v1_event(), (EventSource.REST_V1, False), id="rest"),
+        pytest.param(make_v1_event(multi_value=True), (EventSource.REST_V1, True), id="rest-multi-value"),
+        pytest.param(make_alb_event(), (EventSource.ALB, False), id="alb"),
+        pytest.param(make_alb_event(multi_value=True), (EventSource.ALB, True), id="alb-multi-value"),
+        pytest.param(make_v2_event(), (EventSource.HTTP_V2, False), id="http-api"),
+        pytest.param(make_function_url_event(), (EventSource.FUNCTION_URL, False), id="function-url"),
+        pytest.param(load_event("warmup-plugin"), (EventSource.WARMUP, False), id="warmup"),
+        pytest.param(load_event("sqs"), (EventSource.UNSUPPORTED, False), id="sqs"),
+        pytest.param(
+            {"httpMethod": "GET", "path": "/users", "multiValueHeaders": ["Host: x"]},
+            (EventSource.UNSUPPORTED, False),
+            id="multi-value-headers-not-an-object",
+        ),
+    ],
+)
+def test_classify_event_reads_the_source_and_the_header_shape_once(
+    event: dict[str, Any], expected: tuple[EventSource, bool]
+) -> None:
+    assert classify_event(event) == expected
+
+
+def test_compat_module_names_the_installed_serverless_wsgi_and_what_it_corrects() -> None:
+    # A new serverless-wsgi means reading every correction again against its code.
+    doc = compat_serverless_wsgi.__doc__ or ""
+    assert f"serverless-wsgi {metadata.version('serverless-wsgi')} " in doc
+    # Each correction is a bullet that opens with the upstream functions it corrects.
+    bullets = re.findall(r"^- ((?:`\w+`(?:, )?)+):", doc, re.MULTILINE)
+    named = {name for bullet in bullets for name in re.findall(r"`(\w+)`", bullet)}
+    assert len(bullets) >= 10
+    assert all(callable(getattr(serverless_wsgi, name, None)) for name in named), named
+    assert {"handle_request", "handle_payload_v1", "handle_payload_v2", "get_script_name", "generate_response"} <= named
