@@ -19,14 +19,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flask import Flask
-from sqlalchemy.pool import QueuePool
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.compat_serverless_wsgi import InvalidEventError, ServerlessWsgi
 from app.config import SETTINGS_KEY
 from app.logs import LOGGER_NAME, current_invocation, write_invocation_line
-from app.storage import DATABASE_KEY, Database
-from app.types import ALB_RESPONSE_LIMIT, LAMBDA_RESPONSE_LIMIT, RESPONSE_LIMIT_KEY, LambdaContext, LambdaResponse
+from app.types import (
+    ALB_RESPONSE_LIMIT,
+    DATABASE_KEY,
+    LAMBDA_RESPONSE_LIMIT,
+    RESPONSE_LIMIT_KEY,
+    HasEngine,
+    LambdaContext,
+    LambdaResponse,
+)
 from app.web.errors import JSON_MIMETYPE, error_body
 
 if TYPE_CHECKING:
@@ -147,7 +153,7 @@ def make_handler(app: Flask) -> LambdaHandler:
         for source in EventSource
         if source.is_http
     }
-    database: Database = app.extensions[DATABASE_KEY]
+    database: HasEngine = app.extensions[DATABASE_KEY]
     cold_start = True
 
     def handler(event: Any, context: LambdaContext | None) -> LambdaResponse:
@@ -219,7 +225,7 @@ def _proxy_error(
 
 
 def _log_invocation(
-    database: Database, source: EventSource, event: Any, response: LambdaResponse, started: float
+    database: HasEngine, source: EventSource, event: Any, response: LambdaResponse, started: float
 ) -> None:
     if not _logger.isEnabledFor(logging.INFO):
         return
@@ -233,17 +239,9 @@ def _log_invocation(
 
 
 def log_request(
-    database: Database, source: str, method: str | None, path: str | None, status: int | None, started: float
+    database: HasEngine, source: str, method: str | None, path: str | None, status: int | None, started: float
 ) -> None:
     """Log the line that closes a request, begun at `perf_counter()` `started` (also app/local.py's)."""
-    engine = database.engine
-    pool = None if engine is None else engine.pool  # None: an S3 snapshot that has not loaded yet
-    figures: tuple[int, int, int] | str | None = None
-    if isinstance(pool, QueuePool):
-        # QueuePool counts overflow from -pool_size; only connections beyond the pool size matter.
-        figures = (pool.size(), pool.checkedout(), max(pool.overflow(), 0))
-    elif pool is not None:
-        figures = type(pool).__name__
     write_invocation_line(
         _logger,
         source=source,
@@ -251,5 +249,18 @@ def log_request(
         path=path,
         status=status,
         duration_ms=(time.perf_counter() - started) * 1000,
-        pool=figures,
+        pool=_pool_figures(database),
     )
+
+
+def _pool_figures(database: HasEngine) -> tuple[int, int, int] | str | None:
+    """A queue pool's (size, checked out, overflow), another pool's class name, or None without an engine."""
+    engine = database.engine
+    if engine is None:
+        return None  # an S3 snapshot that has not loaded yet
+    pool: Any = engine.pool
+    try:
+        # A queue pool counts overflow from -pool_size: only connections beyond the pool size matter.
+        return (pool.size(), pool.checkedout(), max(pool.overflow(), 0))
+    except (AttributeError, TypeError):  # no such counters (NullPool); SingletonThreadPool's size is an int
+        return type(pool).__name__

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-__all__ = ["ALB_RESPONSE_LIMIT", "LAMBDA_RESPONSE_LIMIT", "RESPONSE_LIMIT_KEY", "LambdaContext", "LambdaResponse"]
+__all__ = [
+    "ALB_RESPONSE_LIMIT",
+    "DATABASE_KEY",
+    "LAMBDA_RESPONSE_LIMIT",
+    "RESPONSE_LIMIT_KEY",
+    "HasEngine",
+    "LambdaContext",
+    "LambdaResponse",
+    "PooledEngine",
+]
 
 # At the Lambda boundary responses are plain JSON objects.
 LambdaResponse = dict[str, Any]
@@ -16,6 +25,9 @@ LAMBDA_RESPONSE_LIMIT: int = 6_000_000
 ALB_RESPONSE_LIMIT: int = 1_000_000
 # WSGI environ key under which the adapter passes the request's response limit to the app.
 RESPONSE_LIMIT_KEY: str = "users_api.response_limit"
+# Key of the app's Database (app/storage/) in `Flask.extensions`: here, so that the adapter
+# finds it without importing storage.
+DATABASE_KEY: str = "database"
 
 
 class LambdaContext(Protocol):
@@ -23,3 +35,17 @@ class LambdaContext(Protocol):
 
     @property
     def aws_request_id(self) -> str: ...
+
+
+class PooledEngine(Protocol):
+    """An engine as the invocation log line reads it: its connection pool."""
+
+    @property
+    def pool(self) -> object: ...
+
+
+class HasEngine(Protocol):
+    """The app's Database (app/storage/database.py) as the log line reads it: None until an engine loads."""
+
+    @property
+    def engine(self) -> PooledEngine | None: ...

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import gc
 import importlib
 import json
 import re
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
 import serverless_wsgi
 from flask import Flask, request
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import QueuePool, SingletonThreadPool
 
-from app import compat_serverless_wsgi
-from app.adapter import EventSource, LambdaHandler, classify_event, make_handler
+from app import adapter, compat_serverless_wsgi
+from app.adapter import EventSource, LambdaHandler, classify_event, log_request, make_handler
 from app.config import Settings
+from app.logs import configure_logging
 from app.storage import DATABASE_KEY
 from tests.conftest import FakeContext, MakeUsersDb, count_connects, engine_of, log_lines, queue_pool
 from tests.events import (
@@ -484,6 +488,61 @@ def test_handler_logs_null_pool_by_name(
     assert "pool_size" not in line
 
 
+class _CountingPool:
+    """A pool with a queue pool's counters, and no SQLAlchemy in it: the log line reads them by name."""
+
+    def size(self) -> int:
+        return 3
+
+    def checkedout(self) -> int:
+        return 2
+
+    def overflow(self) -> int:
+        return -1  # counted from -size, as QueuePool does: none beyond the pool
+
+
+def _never_connects() -> Any:
+    raise AssertionError("the log line opens no connection")
+
+
+@dataclass
+class _Engine:
+    pool: object
+
+
+@dataclass
+class _Database:
+    engine: _Engine | None
+
+
+@pytest.mark.parametrize(
+    ("engine", "fields"),
+    [
+        pytest.param(
+            _Engine(_CountingPool()), {"pool_size": 3, "pool_checked_out": 2, "pool_overflow": 0}, id="counters"
+        ),
+        # Its `size` is an int, not a method: a pool without the counters, named.
+        pytest.param(
+            _Engine(SingletonThreadPool(_never_connects)),
+            {"pool": "SingletonThreadPool"},
+            id="other",
+        ),
+        pytest.param(None, {}, id="no-engine-yet"),
+    ],
+)
+def test_log_request_takes_pool_figures_from_any_database_with_an_engine(
+    engine: _Engine | None, fields: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", "json")
+    capsys.readouterr()
+
+    log_request(_Database(engine), "local", "GET", "/users", 200, time.perf_counter())
+
+    (line,) = log_lines(capsys.readouterr().out)
+    assert (line["message"], line["source"], line["status"]) == ("invocation", "local", 200)
+    assert {name: value for name, value in line.items() if name.startswith("pool")} == fields
+
+
 @pytest.mark.parametrize(
     "event",
     [
@@ -649,3 +708,41 @@ def test_compat_module_names_the_installed_serverless_wsgi_and_what_it_corrects(
     assert len(bullets) >= 10
     assert all(callable(getattr(serverless_wsgi, name, None)) for name in named), named
     assert {"handle_request", "handle_payload_v1", "handle_payload_v2", "get_script_name", "generate_response"} <= named
+
+
+def test_handler_warm_get_runs_only_the_adapter_the_log_line_and_the_request_code(
+    lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    # Settings are read at cold start, types are declarations and JSON errors are for errors:
+    # a warm GET calls into none of them (per-request cost; which modules a request touches).
+    for _ in range(2):
+        lambda_handler(make_v2_event(), context)
+    package = Path(compat_serverless_wsgi.__file__).parent
+    called: set[str] = set()
+
+    def profile(frame: FrameType, event: str, _: object) -> None:
+        if event == "call":
+            called.add(frame.f_code.co_filename)
+
+    sys.setprofile(profile)
+    try:
+        response = lambda_handler(make_v2_event(), context)
+    finally:
+        sys.setprofile(None)
+
+    assert response["statusCode"] == 200
+    modules = {Path(name).relative_to(package).as_posix() for name in called if Path(name).is_relative_to(package)}
+    assert {module for module in modules if not module.startswith(("web/", "storage/"))} == {
+        "adapter.py",
+        "compat_serverless_wsgi.py",
+        "logs.py",
+    }
+
+
+@pytest.mark.parametrize("module", [adapter, compat_serverless_wsgi], ids=["core", "compat"])
+def test_adapter_imports_neither_storage_nor_sqlalchemy(module: ModuleType) -> None:
+    # The log line reads the pool through `app.extensions["database"]` by duck typing.
+    tree = ast.parse(Path(str(module.__file__)).read_text(encoding="utf-8"))
+    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.split(".")[0] == "sqlalchemy" or name.startswith("app.storage")}
