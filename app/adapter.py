@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.compat_serverless_wsgi import InvalidEventError, ServerlessWsgi
@@ -36,6 +35,8 @@ from app.types import (
 from app.web.errors import JSON_MIMETYPE, error_body
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from app.config import Settings
 
 __all__ = ["Classified", "EventSource", "LambdaHandler", "classify_event", "log_request", "make_handler"]
@@ -109,8 +110,8 @@ def classify_event(event: object) -> Classified:
     """Classify by the fields serverless-wsgi reads, so that what we pass on it can serve."""
     if not isinstance(event, dict):
         return _UNSUPPORTED
-    source = event.get("source")
-    if isinstance(source, str) and source in WARMUP_SOURCES:
+    sender = event.get("source")
+    if isinstance(sender, str) and sender in WARMUP_SOURCES:
         return _WARMUP
     request_context = event.get("requestContext")
     # serverless-wsgi answers in `multiValueHeaders` whenever the event has any, whatever its version.
@@ -120,8 +121,8 @@ def classify_event(event: object) -> Classified:
         return _classify_v2(event, request_context, multi_value)
     if not (isinstance(event.get("httpMethod"), str) and isinstance(event.get("path"), str)):
         return _UNSUPPORTED
-    # The headers serverless-wsgi reads must be an object; null is fine (the console's test
-    # events send it) and missing too (app/compat_serverless_wsgi.py fills both in).
+    # The headers serverless-wsgi reads must be an object. Null is fine (an empty `Headers`; the
+    # console's test events send it), and so is missing (app/compat_serverless_wsgi.py fills it in).
     headers = multi_value_headers if multi_value else event.get("headers")
     if not isinstance(headers, dict | None) or not isinstance(request_context, dict | None):
         return _UNSUPPORTED
