@@ -28,7 +28,6 @@ __all__ = [
     "check_database_driver",
     "parse_database_url",
     "running_on_lambda",
-    "serverless_wsgi_base_path",
 ]
 
 # Key of the app's Settings in `Flask.extensions`.
@@ -124,15 +123,6 @@ def check_database_driver(url: URL) -> None:
         raise ValueError(f"needs the {exc.name} driver, which is not installed: {install}") from None
 
 
-def serverless_wsgi_base_path(environ: Mapping[str, str] | None = None) -> str:
-    """API_GATEWAY_BASE_PATH as serverless-wsgi reads it: from os.environ, on every request ("": unset).
-
-    serverless-wsgi 3.1.0 applies it itself, per request; the adapter corrects what it did
-    (app/adapter.py), so it must see the same value at the same moment, not a cold-start copy.
-    """
-    return (os.environ if environ is None else environ).get("API_GATEWAY_BASE_PATH", "")
-
-
 def running_on_lambda(environ: Mapping[str, str] | None = None) -> bool:
     """Whether this process is a Lambda runtime (it has a Runtime API), not `make run` or `invoke local`."""
     return bool((os.environ if environ is None else environ).get("AWS_LAMBDA_RUNTIME_API"))
@@ -223,6 +213,10 @@ class Settings:
     # password is a fresh token, TLS is required, and pooled connections are recycled before
     # the token's 15 minutes are up (app/storage/iam.py).
     db_iam_auth: bool = False
+    # The base path mapping of an API Gateway custom domain (API_GATEWAY_BASE_PATH: "api" for
+    # https://example.com/api/users). serverless-wsgi also reads the variable itself, from
+    # os.environ on every request: the same value on Lambda, whose environment is fixed.
+    api_gateway_base_path: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -257,11 +251,11 @@ class Settings:
             snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
             cors_allow_origins=reader.origins("CORS_ALLOW_ORIGINS"),
             db_iam_auth=bool(reader.boolean("DB_IAM_AUTH", default.db_iam_auth)),
+            api_gateway_base_path=reader.base_path("API_GATEWAY_BASE_PATH"),
         )
         # Read by serverless-wsgi itself on every request, not by us: validated here only, so
         # that a typo fails the cold start instead of quietly changing every URL.
         reader.serverless_wsgi_flag("STRIP_STAGE_PATH")
-        reader.base_path("API_GATEWAY_BASE_PATH")
         _check_combinations(settings)
         return settings
 

@@ -7,12 +7,15 @@ from typing import Any, Protocol
 
 __all__ = [
     "ALB_RESPONSE_LIMIT",
+    "DATABASE_KEY",
     "LAMBDA_RESPONSE_LIMIT",
     "RESPONSE_LIMIT_KEY",
     "BodyMeter",
+    "HasEngine",
     "LambdaContext",
     "LambdaResponse",
     "NameFormat",
+    "PooledEngine",
 ]
 
 # At the Lambda boundary responses are plain JSON objects.
@@ -25,6 +28,9 @@ LAMBDA_RESPONSE_LIMIT: int = 6_000_000
 ALB_RESPONSE_LIMIT: int = 1_000_000
 # WSGI environ key under which the adapter passes the request's response limit to the app.
 RESPONSE_LIMIT_KEY: str = "users_api.response_limit"
+# Key of the app's Database (app/storage/) in `Flask.extensions`: here, so that the adapter
+# finds it without importing storage.
+DATABASE_KEY: str = "database"
 
 
 class LambdaContext(Protocol):
@@ -74,3 +80,17 @@ class BodyMeter(Protocol):
     def fit(self, names: list[str], *, separated: bool) -> tuple[str, int]:
         """(piece, count): the longest prefix of `names` that still fits, joined, now counted."""
         ...
+
+
+class PooledEngine(Protocol):
+    """An engine as the invocation log line reads it: its connection pool."""
+
+    @property
+    def pool(self) -> object: ...
+
+
+class HasEngine(Protocol):
+    """The app's Database (app/storage/database.py) as the log line reads it: None until an engine loads."""
+
+    @property
+    def engine(self) -> PooledEngine | None: ...

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import gc
 import importlib
 import json
 import re
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
 import serverless_wsgi
 from flask import Flask, request
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import QueuePool, SingletonThreadPool
 
-from app.adapter import LambdaHandler, make_handler
+from app import adapter, compat_serverless_wsgi
+from app.adapter import EventSource, LambdaHandler, classify_event, log_request, make_handler
 from app.config import Settings
+from app.logs import configure_logging
 from app.storage import DATABASE_KEY
 from tests.support.engines import count_connects, engine_of, queue_pool
 from tests.support.lambda_context import FakeContext
@@ -169,11 +175,15 @@ def test_handler_wrong_method_is_json_405_with_allow(
     }
 
 
+def _with_url_echo(application: Flask) -> Flask:
+    """`application` plus a route echoing the URL it was reached at (script root + path)."""
+    application.add_url_rule("/whereami", "whereami", lambda: request.script_root + "|" + request.path)
+    return application
+
+
 @pytest.fixture
 def url_echo_app(app: Flask) -> Flask:
-    """The app plus a route echoing the URL it was reached at (script root + path)."""
-    app.add_url_rule("/whereami", "whereami", lambda: request.script_root + "|" + request.path)
-    return app
+    return _with_url_echo(app)
 
 
 @pytest.mark.parametrize(
@@ -217,14 +227,33 @@ def test_handler_routes_under_stage_paths(
 
 
 def test_handler_strips_custom_domain_base_path(
-    url_echo_app: Flask, monkeypatch: pytest.MonkeyPatch, context: FakeContext
+    make_app: Callable[[Settings], Flask], settings: Settings, monkeypatch: pytest.MonkeyPatch, context: FakeContext
 ) -> None:
-    handler = make_handler(url_echo_app)
+    # As on Lambda: serverless-wsgi reads the variable per request, the app its Settings at cold start.
     monkeypatch.setenv("API_GATEWAY_BASE_PATH", "api")
+    handler = make_handler(_with_url_echo(make_app(replace(settings, api_gateway_base_path="api"))))
 
     response = handler(make_v1_event(path="/api/whereami", host="api.example.com"), context)
 
     assert (response["statusCode"], response["body"]) == (200, "/api|/whereami")
+
+
+def test_handler_reads_the_base_path_once_at_cold_start(
+    make_app: Callable[[Settings], Flask], settings: Settings, monkeypatch: pytest.MonkeyPatch, context: FakeContext
+) -> None:
+    # GIVEN a container started with API_GATEWAY_BASE_PATH=api
+    monkeypatch.setenv("API_GATEWAY_BASE_PATH", "api")
+    started = Settings.from_env().api_gateway_base_path
+    handler = make_handler(_with_url_echo(make_app(replace(settings, api_gateway_base_path=started))))
+    # WHEN the variable changes afterwards (Lambda's environment cannot)
+    monkeypatch.setenv("API_GATEWAY_BASE_PATH", "v2")
+
+    custom_domain = handler(make_v1_event(path="/api/whereami", host="api.example.com"), context)
+    other_prefix = handler(make_v1_event(path="/v2/whereami", host="api.example.com"), context)
+
+    # THEN requests are served under the base path of the cold start
+    assert (custom_domain["statusCode"], custom_domain["body"]) == (200, "/api|/whereami")
+    assert other_prefix["statusCode"] == 404
 
 
 def test_handler_strip_stage_path_serves_execute_api_at_root(
@@ -462,6 +491,61 @@ def test_handler_logs_null_pool_by_name(
     assert "pool_size" not in line
 
 
+class _CountingPool:
+    """A pool with a queue pool's counters, and no SQLAlchemy in it: the log line reads them by name."""
+
+    def size(self) -> int:
+        return 3
+
+    def checkedout(self) -> int:
+        return 2
+
+    def overflow(self) -> int:
+        return -1  # counted from -size, as QueuePool does: none beyond the pool
+
+
+def _never_connects() -> Any:
+    raise AssertionError("the log line opens no connection")
+
+
+@dataclass
+class _Engine:
+    pool: object
+
+
+@dataclass
+class _Database:
+    engine: _Engine | None
+
+
+@pytest.mark.parametrize(
+    ("engine", "fields"),
+    [
+        pytest.param(
+            _Engine(_CountingPool()), {"pool_size": 3, "pool_checked_out": 2, "pool_overflow": 0}, id="counters"
+        ),
+        # Its `size` is an int, not a method: a pool without the counters, named.
+        pytest.param(
+            _Engine(SingletonThreadPool(_never_connects)),
+            {"pool": "SingletonThreadPool"},
+            id="other",
+        ),
+        pytest.param(None, {}, id="no-engine-yet"),
+    ],
+)
+def test_log_request_takes_pool_figures_from_any_database_with_an_engine(
+    engine: _Engine | None, fields: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", "json")
+    capsys.readouterr()
+
+    log_request(_Database(engine), "local", "GET", "/users", 200, time.perf_counter())
+
+    (line,) = log_lines(capsys.readouterr().out)
+    assert (line["message"], line["source"], line["status"]) == ("invocation", "local", 200)
+    assert {name: value for name, value in line.items() if name.startswith("pool")} == fields
+
+
 @pytest.mark.parametrize(
     "event",
     [
@@ -591,3 +675,77 @@ def test_handler_takes_request_id_from_the_event_under_serverless_offline(
     assert ids[0] == rest["requestContext"]["requestId"]
     assert len(set(ids)) == 3
     assert not any(request_id.startswith(("offlineContext_", "1234567890")) for request_id in ids)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        pytest.param(make_v1_event(), (EventSource.REST_V1, False), id="rest"),
+        pytest.param(make_v1_event(multi_value=True), (EventSource.REST_V1, True), id="rest-multi-value"),
+        pytest.param(make_alb_event(), (EventSource.ALB, False), id="alb"),
+        pytest.param(make_alb_event(multi_value=True), (EventSource.ALB, True), id="alb-multi-value"),
+        pytest.param(make_v2_event(), (EventSource.HTTP_V2, False), id="http-api"),
+        pytest.param(make_function_url_event(), (EventSource.FUNCTION_URL, False), id="function-url"),
+        pytest.param(load_event("warmup-plugin"), (EventSource.WARMUP, False), id="warmup"),
+        pytest.param(load_event("sqs"), (EventSource.UNSUPPORTED, False), id="sqs"),
+        pytest.param(
+            {"httpMethod": "GET", "path": "/users", "multiValueHeaders": ["Host: x"]},
+            (EventSource.UNSUPPORTED, False),
+            id="multi-value-headers-not-an-object",
+        ),
+    ],
+)
+def test_classify_event_reads_the_source_and_the_header_shape_once(
+    event: dict[str, Any], expected: tuple[EventSource, bool]
+) -> None:
+    assert classify_event(event) == expected
+
+
+def test_compat_module_names_the_installed_serverless_wsgi_and_what_it_corrects() -> None:
+    # A new serverless-wsgi means reading every correction again against its code.
+    doc = compat_serverless_wsgi.__doc__ or ""
+    assert f"serverless-wsgi {metadata.version('serverless-wsgi')} " in doc
+    # Each correction is a bullet that opens with the upstream functions it corrects.
+    bullets = re.findall(r"^- ((?:`\w+`(?:, )?)+):", doc, re.MULTILINE)
+    named = {name for bullet in bullets for name in re.findall(r"`(\w+)`", bullet)}
+    assert len(bullets) >= 10
+    assert all(callable(getattr(serverless_wsgi, name, None)) for name in named), named
+    assert {"handle_request", "handle_payload_v1", "handle_payload_v2", "get_script_name", "generate_response"} <= named
+
+
+def test_handler_warm_get_runs_only_the_adapter_the_log_line_and_the_request_code(
+    lambda_handler: LambdaHandler, context: FakeContext
+) -> None:
+    # Settings are read at cold start, types are declarations and JSON errors are for errors:
+    # a warm GET calls into none of them (per-request cost; which modules a request touches).
+    for _ in range(2):
+        lambda_handler(make_v2_event(), context)
+    package = Path(compat_serverless_wsgi.__file__).parent
+    called: set[str] = set()
+
+    def profile(frame: FrameType, event: str, _: object) -> None:
+        if event == "call":
+            called.add(frame.f_code.co_filename)
+
+    sys.setprofile(profile)
+    try:
+        response = lambda_handler(make_v2_event(), context)
+    finally:
+        sys.setprofile(None)
+
+    assert response["statusCode"] == 200
+    modules = {Path(name).relative_to(package).as_posix() for name in called if Path(name).is_relative_to(package)}
+    assert {module for module in modules if not module.startswith(("web/", "storage/"))} == {
+        "adapter.py",
+        "compat_serverless_wsgi.py",
+        "logs.py",
+    }
+
+
+@pytest.mark.parametrize("module", [adapter, compat_serverless_wsgi], ids=["core", "compat"])
+def test_adapter_imports_neither_storage_nor_sqlalchemy(module: ModuleType) -> None:
+    # The log line reads the pool through `app.extensions["database"]` by duck typing.
+    tree = ast.parse(Path(str(module.__file__)).read_text(encoding="utf-8"))
+    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.split(".")[0] == "sqlalchemy" or name.startswith("app.storage")}

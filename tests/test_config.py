@@ -43,6 +43,7 @@ def test_settings_defaults_from_empty_environment(tmp_path: Path) -> None:
     assert settings.max_page_limit == 10_000
     assert (settings.db_snapshot_s3_uri, settings.db_snapshot_refresh_seconds) == (None, 0)
     assert (settings.database_secret_arn, settings.database_url_ssm_parameter) == (None, None)
+    assert settings.api_gateway_base_path is None
 
 
 def test_settings_reads_every_variable() -> None:
@@ -76,6 +77,7 @@ def test_settings_reads_every_variable() -> None:
         log_level="DEBUG",
         max_page_limit=500,
         db_pool="null",
+        api_gateway_base_path="api",
     )
 
 
@@ -231,6 +233,11 @@ LOCAL_FAILURES = [
         "SQLITE_COPY_PATH '{tmp}/a-file/users.db' cannot be written (File exists): "
         "set it to a file in a writable directory (on Lambda, under /tmp)",
         id="copy-path-unwritable",
+    ),
+    pytest.param(
+        {"API_GATEWAY_BASE_PATH": "api/"},
+        "API_GATEWAY_BASE_PATH must be given without leading or trailing '/', e.g. 'api'; got 'api/'",
+        id="base-path",
     ),
 ]
 
@@ -428,7 +435,7 @@ def test_settings_base_path_must_be_a_base_path_mapping(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["api", "v1", "api/v2", "$api_1.x"])
 def test_settings_base_path_accepts_mappings(value: str) -> None:
-    Settings.from_env({"API_GATEWAY_BASE_PATH": value})
+    assert Settings.from_env({"API_GATEWAY_BASE_PATH": value}).api_gateway_base_path == value
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(None, "auto"), ("", "auto"), ("TEXT", "text"), ("json", "json")])

@@ -27,11 +27,9 @@ from app.storage.secret import fetch_database_url
 from app.storage.snapshot import DatabaseUnavailableError, SnapshotSource
 from app.storage.sqlite_file import InvalidSqliteFileError, SqliteFileBusyError, verify_sqlite_file
 from app.storage.urls import password_forms, safe_url, sqlite_file_url, sqlite_read_only_url
+from app.types import DATABASE_KEY
 
 __all__ = ["DATABASE_KEY", "Database", "DatabaseUnavailableError", "FixedDatabase", "open_database"]
-
-# Key of the Database in `Flask.extensions`.
-DATABASE_KEY: str = "database"
 
 _logger = logging.getLogger(f"{LOGGER_NAME}.storage")
 

@@ -12,8 +12,8 @@ import base64
 import gzip
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
@@ -59,8 +59,8 @@ class Deployment:
     stage_prefix: str = ""
     # ALB passes query strings as sent, still percent-encoded.
     raw_query: bool = False
-    # serverless-wsgi settings (os.environ) this deployment needs.
-    env: Mapping[str, str] = field(default_factory=dict)
+    # API_GATEWAY_BASE_PATH this deployment's function is configured with.
+    base_path: str | None = None
 
     def event(self, url: str, headers: dict[str, str] | None = None) -> Event:
         parts = urlsplit(url)
@@ -100,7 +100,7 @@ DEPLOYMENTS = [
         Deployment(
             "https://api.example.com/v1/users",
             lambda **kw: make_v1_event(host="api.example.com", **kw),
-            env={"API_GATEWAY_BASE_PATH": "v1"},
+            base_path="v1",
         ),
         id="apigw-v1-custom-domain",
     ),

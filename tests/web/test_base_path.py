@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from flask import Flask, request
 
 from app.adapter import LambdaHandler, make_handler
+from app.config import Settings
 from tests.support.gateway import ALB_HOST, EXECUTE_API_HOST, FUNCTION_URL_HOST, Deployment, walk
 from tests.support.lambda_context import FakeContext
 from tests.support.lambda_events import Event, make_alb_event, make_function_url_event, make_v1_event, make_v2_event
@@ -38,7 +40,14 @@ def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _base_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on Lambda: serverless-wsgi reads it from os.environ per request, the app from its Settings.
     monkeypatch.setenv("API_GATEWAY_BASE_PATH", BASE_PATH)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The default settings with the base path, for `app`, `serve_db` and every handler made of them."""
+    return replace(settings, api_gateway_base_path=BASE_PATH)
 
 
 @pytest.fixture

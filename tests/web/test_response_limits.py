@@ -23,7 +23,7 @@ from tests.support.lambda_events import make_alb_event, make_function_url_event,
     ],
 )
 def test_response_limit_by_event_source(event: Any, limit: int) -> None:
-    source = classify_event(event)
+    source, _ = classify_event(event)
 
     assert source.response_limit == limit
     assert body_budget({RESPONSE_LIMIT_KEY: source.response_limit}) == limit - RESPONSE_RESERVE

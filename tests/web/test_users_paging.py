@@ -52,9 +52,12 @@ def mid_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     return path, build_users_db(path, MID_ROWS)
 
 
-def _reach(monkeypatch: pytest.MonkeyPatch, deployment: Deployment) -> None:
-    for name, value in deployment.env.items():
-        monkeypatch.setenv(name, value)
+def _deploy(serve_db: ServeDb, path: Path, deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> LambdaHandler:
+    """A fresh container of `deployment` serving `path`, configured as on Lambda: API_GATEWAY_BASE_PATH
+    in os.environ (serverless-wsgi reads it there per request) and in the Settings (read at cold start)."""
+    if deployment.base_path is not None:
+        monkeypatch.setenv("API_GATEWAY_BASE_PATH", deployment.base_path)
+    return serve_db(path, api_gateway_base_path=deployment.base_path)
 
 
 def _union(pages: list[Fetched]) -> list[str]:
@@ -73,8 +76,7 @@ def test_users_limit_walk_gets_every_name_once_for_every_shape(
     served_engine: Callable[[], Engine],
 ) -> None:
     # GIVEN a client of this deployment, WHEN it walks /users?limit=100 by its next links
-    _reach(monkeypatch, deployment)
-    handler = serve_db(small_db)
+    handler = _deploy(serve_db, small_db, deployment, monkeypatch)
 
     pages = walk(handler, deployment, query="?limit=100" + (f"&{query}" if query else ""), headers=headers)
 
@@ -95,9 +97,7 @@ def test_users_limit_walk_gets_every_name_once_for_every_shape(
 def test_users_table_that_fits_is_one_response_without_link(
     deployment: Deployment, small_db: Path, serve_db: ServeDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _reach(monkeypatch, deployment)
-
-    pages = walk(serve_db(small_db), deployment)
+    pages = walk(_deploy(serve_db, small_db, deployment, monkeypatch), deployment)
 
     assert len(pages) == 1
     assert "link" not in pages[0].headers
@@ -117,9 +117,8 @@ def test_users_default_walk_stays_under_the_platform_limit(
 ) -> None:
     # GIVEN 150,000 users (~1.5 MB of names): one API Gateway response, several ALB ones
     path, names = mid_db
-    _reach(monkeypatch, deployment)
 
-    pages = walk(serve_db(path), deployment, headers=headers)
+    pages = walk(_deploy(serve_db, path, deployment, monkeypatch), deployment, headers=headers)
 
     assert _union(pages) == names
     sizes = [max(page.wire_sizes) for page in pages]
