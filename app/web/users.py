@@ -374,15 +374,17 @@ class SmallTextFirst:
         return self._text.spent if self.gzip is None else self.gzip.spent
 
     def fit(self, names: list[str], *, separated: bool) -> tuple[str, int]:
+        if not names:
+            return "", 0  # the read after a full chunk found none: nothing to add, not an empty name
         if self.gzip is None:
-            piece = self.name_format.join(names)
+            text = self._text
+            piece, cost, taken = _fit(names, self.name_format, text.room - text.spent, separated=separated)
             size = self._text_size + len(piece.encode("utf-8")) + separated
-            cost = escaped_size(piece) + separated
-            if size <= MIN_COMPRESSED_SIZE and self._text.spent + cost <= self._text.room:
+            if taken == len(names) and size <= MIN_COMPRESSED_SIZE:
                 self.pieces.append(piece)
                 self._text_size = size
-                self._text.spent += cost
-                return piece, len(names)
+                text.spent += cost
+                return piece, taken
             self.gzip = GzipMeter(self.budget, self.name_format, self.coding, text=",".join(self.pieces))
         return self.gzip.fit(names, separated=separated)
 

@@ -161,6 +161,26 @@ def test_encoding_mutable_database_tags_the_gzip_bytes(
     assert parse_text_body(gzip.decompress(changed.get_data()).decode()) == [*NAMES, "Cid"]
 
 
+@pytest.mark.parametrize("accept_encoding", ["gzip", "gzip, identity;q=0"])
+def test_encoding_small_page_ending_on_a_chunk_boundary_loses_no_name(
+    accept_encoding: str,
+    make_users_db: MakeUsersDb,
+    sqlite_settings: Callable[[Path], Settings],
+    make_app: Callable[[Settings], Flask],
+) -> None:
+    # GIVEN exactly one chunk of one-letter names: under MIN_COMPRESSED_SIZE as text, and the
+    # read after the full chunk finds no rows
+    names = [chr(ord("a") + number % 26) for number in range(FETCH_CHUNK_ROWS)]
+    client = make_app(sqlite_settings(make_users_db(names))).test_client()
+
+    response = client.get("/users", headers={"Accept-Encoding": accept_encoding})
+
+    # THEN the body holds every name once, and nothing after the last (no empty name)
+    body = response.get_data()
+    text = gzip.decompress(body).decode() if response.headers.get("Content-Encoding") == "gzip" else body.decode()
+    assert parse_text_body(text) == names
+
+
 # --- budgets ----------------------------------------------------------------------------
 
 
