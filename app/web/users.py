@@ -464,7 +464,7 @@ def list_users() -> Response:
         return _not_modified(etag)  # the database is not read
     deadline: float | None = g.deadline
 
-    meter: BodyMeter = EscapedMeter(budget, name_format)
+    meter: BodyMeter | None = None
 
     def read_page(conn: Connection) -> Page:
         nonlocal meter
