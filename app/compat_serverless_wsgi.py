@@ -240,8 +240,9 @@ def _apply_base_path(environ: WSGIEnvironment, base_path: str, *, payload_v2: bo
     path = serverless_wsgi.strip_express_gateway_query_params(raw_path)
     host = environ.get("SERVER_NAME", "")
     prefix = "/" + base_path
-    if maps_custom_domains and not _is_default_host(host) and (path == prefix or path.startswith(prefix + "/")):
-        script_name, path = prefix, path[len(prefix) :]
+    rest = _after_segments(path, prefix) if maps_custom_domains and not _is_default_host(host) else None
+    if rest is not None:
+        script_name, path = prefix, rest
     else:
         script_name = serverless_wsgi.get_script_name({"Host": host}, event.get("requestContext") or {})
     # The same WSGI strings serverless-wsgi makes (setup_environ_items): UTF-8 bytes as latin-1.
@@ -272,7 +273,14 @@ def _strip_named_stage(environ: WSGIEnvironment) -> None:
         return
     if "amazonaws.com" not in environ.get("SERVER_NAME", ""):
         return  # custom domains route by base path mapping; the stage is not in the path
-    prefix = "/" + stage
-    path = environ.get("PATH_INFO", "")
+    rest = _after_segments(environ.get("PATH_INFO", ""), "/" + stage)
+    if rest is not None:
+        environ["PATH_INFO"] = rest or "/"
+
+
+def _after_segments(path: str, prefix: str) -> str | None:
+    """What follows `prefix` in `path` when it is whole leading segments ("/api" of "/api/users",
+    not of "/apiusers"); None otherwise."""
     if path == prefix or path.startswith(prefix + "/"):
-        environ["PATH_INFO"] = path[len(prefix) :] or "/"
+        return path[len(prefix) :]
+    return None
