@@ -9,8 +9,8 @@ from __future__ import annotations
 import gc
 
 # The init allocates what lives as long as the container, so the cyclic collector has nothing
-# to free in it: it stays off until the init is done, which saves the cold start its ~40
-# collections (~25 ms on the bench machine).
+# to free in it: it stays off until the init is done, which saves the cold start its
+# collections (bench/RESULTS.md, "Cold start": the GC ms column).
 gc.disable()
 
 from app import create_app
@@ -30,8 +30,8 @@ except StartupError as exc:
     raise
 handler = make_handler(app)
 
-# Without the freeze, the first collection after gc.enable() walks the init's ~55k objects
-# at once (~30 ms), undoing the saving. Warm invocations gain nothing either way.
+# Without the freeze, the first collection after gc.enable() walks every object the init made
+# at once, undoing the saving. Warm invocations gain nothing either way.
 gc.freeze()
 gc.enable()
 
