@@ -120,14 +120,13 @@ def read_with_reconnect[T](
     *,
     repair: Callable[[DBAPIError], bool] | None = None,
     deadline: float | None = None,
-    budget_seconds: float | None = None,
 ) -> T:
     """Run an idempotent read on a pooled connection, once more on a fresh one if the first was dead.
 
     `repair`, called with any other database error, may fix its cause (a deleted /tmp copy)
-    and say so; the read is then retried once too. `deadline` (answer_deadline), or
-    `budget_seconds` from now, bounds the connections made for it and each statement (connect,
-    lock waits: app/storage/engine.py and fetch_users_after); never less than MIN_BUDGET_SECONDS.
+    and say so; the read is then retried once too. `deadline` (answer_deadline) bounds the
+    connections made for it and each statement (connect, lock waits: app/storage/engine.py and
+    fetch_users_after); never less than MIN_BUDGET_SECONDS from now.
 
     A frozen Lambda container keeps its pooled connections while the server, a proxy or a NAT
     may drop them; a server restart drops them all. Pre-ping catches most of that at checkout;
@@ -135,10 +134,7 @@ def read_with_reconnect[T](
     the pool stale on a disconnect, so the retry gets a new connection. `read` must return
     everything it read: nothing has been sent to the client when it fails.
     """
-    now = time.monotonic()
-    if deadline is None and budget_seconds is not None:
-        deadline = now + budget_seconds
-    DEADLINE.set(None if deadline is None else max(deadline, now + MIN_BUDGET_SECONDS))
+    DEADLINE.set(None if deadline is None else max(deadline, time.monotonic() + MIN_BUDGET_SECONDS))
     try:
         with engine.connect() as conn:
             return read(conn)

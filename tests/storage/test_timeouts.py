@@ -140,10 +140,10 @@ def test_timeouts_lost_connection_is_retried_only_when_a_new_one_fits(budget: fl
     # WHEN it runs with `budget` seconds left THEN it is retried only if a new connection can be made in time
     try:
         if reads == 2:
-            assert read_with_reconnect(engine, read, budget_seconds=budget) == "read"
+            assert read_with_reconnect(engine, read, deadline=time.monotonic() + budget) == "read"
         else:
             with pytest.raises(DBAPIError):
-                read_with_reconnect(engine, read, budget_seconds=budget)
+                read_with_reconnect(engine, read, deadline=time.monotonic() + budget)
     finally:
         engine.dispose()
     assert len(calls) == reads
